@@ -1,0 +1,193 @@
+"""Building the Merkle sum tree over customer liabilities (ARCHITECTURE.md section 5).
+
+Layout (``docs/por-format.md``, "Tree"):
+
+* Leaves are ordered by ascending leaf hash. The leaf hash covers the customer's
+  secret 32-byte salt, so a leaf's position is a pseudo-random function of data
+  nobody else knows: it leaks neither the customer id, nor the balances, nor the
+  ledger's insertion order, and it is reproducible from the inputs (no extra seed).
+* A level with an odd number ``m > 1`` of nodes is completed with one padding node
+  ``pad_hash(level, m)`` whose sums are zero (see :func:`proofs.encoding.pad_hash`).
+  Every path therefore has ``ceil(log2(N))`` siblings and the tree costs at most
+  ``N - 1 + log2(N)`` node hashes, where padding to a power of two would cost up to
+  ``2N``.
+* Each parent's sums are the element-wise sums of its children, computed in
+  ``uint64`` with wrap-around detected (``a + b < a``), so no sum can reach 2^64.
+
+Hashing is the cost (about 3 hashes per customer); the arrays are numpy so that
+only the SHA-256 calls run per element in Python.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from proofs import encoding as enc
+from proofs.errors import PorInputError, ReasonCode
+from proofs.inclusion import PathNode
+
+U8Array = npt.NDArray[np.uint8]
+U64Array = npt.NDArray[np.uint64]
+IntArray = npt.NDArray[np.int64]
+
+
+def hash_rows(rows: U8Array) -> U8Array:
+    """SHA-256 of every row of a C-contiguous ``(m, L)`` byte matrix, as an ``(m, 32)`` matrix."""
+    width = rows.shape[1]
+    buf = rows.tobytes()
+    sha = hashlib.sha256
+    digests = b"".join([sha(buf[i : i + width]).digest() for i in range(0, len(buf), width)])
+    return np.frombuffer(digests, dtype=np.uint8).reshape(-1, enc.HASH_LEN)
+
+
+def sums_to_be_bytes(sums: U64Array) -> U8Array:
+    """``(m, k)`` native u64 sums to the ``(m, 8k)`` big-endian byte matrix hashed in nodes."""
+    return np.ascontiguousarray(sums.astype(">u8")).view(np.uint8).reshape(sums.shape[0], -1)
+
+
+def customer_hashes(customer_ids: Sequence[str], salts: bytes) -> U8Array:
+    """``customer_hash`` of every customer, ``salts`` being the 32-byte salts concatenated."""
+    if len(salts) != enc.SALT_LEN * len(customer_ids):
+        raise ValueError("need one 32-byte salt per customer")
+    sha = hashlib.sha256
+    prefix = enc.TAG_CUSTOMER
+    out = []
+    for i, cid in enumerate(customer_ids):
+        raw = cid.encode("utf-8")
+        out.append(sha(prefix + len(raw).to_bytes(2, "big") + raw + salts[32 * i : 32 * i + 32]))
+    return np.frombuffer(b"".join([h.digest() for h in out]), dtype=np.uint8).reshape(-1, 32)
+
+
+def _leaf_preimages(cust: U8Array, balances_be: U8Array) -> U8Array:
+    tag = np.frombuffer(enc.TAG_LEAF, dtype=np.uint8)
+    rows = np.empty((cust.shape[0], len(tag) + 32 + balances_be.shape[1]), dtype=np.uint8)
+    rows[:, : len(tag)] = tag
+    rows[:, len(tag) : len(tag) + 32] = cust
+    rows[:, len(tag) + 32 :] = balances_be
+    return rows
+
+
+def _node_preimages(hashes: U8Array, sums_be: U8Array) -> U8Array:
+    tag = np.frombuffer(enc.TAG_NODE, dtype=np.uint8)
+    t, w = len(tag), 32 + sums_be.shape[1]
+    rows = np.empty((hashes.shape[0] // 2, t + 2 * w), dtype=np.uint8)
+    rows[:, :t] = tag
+    rows[:, t : t + 32] = hashes[0::2]
+    rows[:, t + 32 : t + w] = sums_be[0::2]
+    rows[:, t + w : t + w + 32] = hashes[1::2]
+    rows[:, t + w + 32 :] = sums_be[1::2]
+    return rows
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class MerkleSumTree:
+    """A built tree: per level, padded hash and big-endian sum matrices, leaves first.
+
+    ``order[p]`` is the input row at leaf position ``p``; ``position[r]`` its inverse.
+    """
+
+    assets: tuple[str, ...]
+    leaf_count: int
+    hashes: tuple[U8Array, ...]
+    sums_be: tuple[U8Array, ...]
+    order: IntArray
+    position: IntArray
+
+    @property
+    def depth(self) -> int:
+        return len(self.hashes) - 1
+
+    @property
+    def root_hash(self) -> bytes:
+        return bytes(self.hashes[-1][0].tobytes())
+
+    @property
+    def root_sums(self) -> tuple[int, ...]:
+        return _decode_sums(self.sums_be[-1][0])
+
+    def path(self, leaf_index: int) -> tuple[PathNode, ...]:
+        """Siblings of the leaf at ``leaf_index``, leaves up."""
+        out = []
+        for level in range(self.depth):
+            sib = (leaf_index >> level) ^ 1
+            out.append(
+                PathNode(
+                    hash=self.hashes[level][sib].tobytes(),
+                    sums=_decode_sums(self.sums_be[level][sib]),
+                )
+            )
+        return tuple(out)
+
+    def path_block(self, leaf_indices: IntArray) -> U8Array:
+        """Paths of many leaves at once, row ``i`` = ``depth`` x (hash || sums) of leaf ``i``.
+
+        This is the bulk proof generator: one fancy-indexing gather per level instead
+        of a Python object per sibling.
+        """
+        width = 32 + self.sums_be[0].shape[1]
+        out = np.empty((len(leaf_indices), self.depth, width), dtype=np.uint8)
+        for level in range(self.depth):
+            sib = (leaf_indices >> level) ^ 1
+            out[:, level, :32] = self.hashes[level][sib]
+            out[:, level, 32:] = self.sums_be[level][sib]
+        return out.reshape(len(leaf_indices), self.depth * width)
+
+
+def _decode_sums(row: U8Array) -> tuple[int, ...]:
+    raw = row.tobytes()
+    return tuple(int.from_bytes(raw[i : i + 8], "big") for i in range(0, len(raw), 8))
+
+
+def build_tree(assets: Sequence[str], cust_hashes: U8Array, balances: U64Array) -> MerkleSumTree:
+    """Build the tree over ``N`` leaves: ``cust_hashes`` ``(N, 32)``, ``balances`` ``(N, k)``.
+
+    Raises :class:`PorInputError` ``POR_EMPTY`` for no customers and ``POR_OVERFLOW``
+    when any node sum would reach 2^64.
+    """
+    n = cust_hashes.shape[0]
+    if n == 0:
+        raise PorInputError(ReasonCode.EMPTY, "no customers")
+    if balances.shape != (n, len(assets)) or balances.dtype != np.uint64:
+        raise ValueError("balances must be a uint64 matrix of shape (customers, assets)")
+    bal_be = sums_to_be_bytes(balances)
+    leaves = hash_rows(_leaf_preimages(cust_hashes, bal_be))
+    # Ascending leaf hash; S32 compares fixed-width byte strings lexicographically.
+    order = np.argsort(leaves.view("S32").ravel(), kind="stable").astype(np.int64)
+    position = np.empty_like(order)
+    position[order] = np.arange(n, dtype=np.int64)
+
+    hashes: list[U8Array] = []
+    sums_be: list[U8Array] = []
+    h, s = leaves[order], balances[order]
+    level, m = 0, n
+    while True:
+        if m > 1 and m % 2:
+            pad = np.frombuffer(enc.pad_hash(level, m), dtype=np.uint8).reshape(1, 32)
+            h = np.concatenate([h, pad])
+            s = np.concatenate([s, np.zeros((1, s.shape[1]), dtype=np.uint64)])
+        s_be = sums_to_be_bytes(s)
+        hashes.append(h)
+        sums_be.append(s_be)
+        if m == 1:
+            break
+        left, right = s[0::2], s[1::2]
+        parent = left + right
+        if np.any(parent < left):
+            raise PorInputError(ReasonCode.OVERFLOW, f"a sum at level {level + 1} reaches 2^64")
+        h = hash_rows(_node_preimages(h, s_be))
+        s = parent
+        level += 1
+        m = h.shape[0]
+    return MerkleSumTree(
+        assets=tuple(assets),
+        leaf_count=n,
+        hashes=tuple(hashes),
+        sums_be=tuple(sums_be),
+        order=order,
+        position=position,
+    )
