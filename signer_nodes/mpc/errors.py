@@ -112,3 +112,17 @@ class InvalidSignatureShareError(RemoteProtocolError):
     """A signature share fails verification at aggregation (RFC 9591 section 5.4)."""
 
     code = "INVALID_SIGNATURE_SHARE"
+
+
+class OtConsistencyError(RemoteProtocolError):
+    """The OT-extension receiver failed the extension's consistency check
+    (KOS15 Fig. 10 / SoftSpokenOT); the pair's base-OT setup must be retired."""
+
+    code = "OT_CONSISTENCY"
+
+
+class MultiplicationCheckError(RemoteProtocolError):
+    """The two-party multiplication's check (DKLs23 Protocol 5.2, pi_RVOLE)
+    failed: the OT sender's correlation is inconsistent."""
+
+    code = "RVOLE_CONSISTENCY"

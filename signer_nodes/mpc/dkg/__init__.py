@@ -1,0 +1,5 @@
+"""Distributed key generation and proactive refresh for FROST-style keys."""
+
+from signer_nodes.mpc.dkg.pedersen import DkgOutput, DkgParty
+
+__all__ = ["DkgOutput", "DkgParty"]
