@@ -36,13 +36,23 @@ U64Array = npt.NDArray[np.uint64]
 IntArray = npt.NDArray[np.int64]
 
 
+HASH_BLOCK = 16384
+
+
 def hash_rows(rows: U8Array) -> U8Array:
-    """SHA-256 of every row of a C-contiguous ``(m, L)`` byte matrix, as an ``(m, 32)`` matrix."""
-    width = rows.shape[1]
-    buf = rows.tobytes()
+    """SHA-256 of every row of an ``(m, L)`` byte matrix, as an ``(m, 32)`` matrix.
+
+    Works in blocks of ``HASH_BLOCK`` rows so that the temporary bytes and digest
+    objects stay small and reuse the same memory (cache-resident, no fresh pages).
+    """
+    m, width = rows.shape
+    out = np.empty((m, enc.HASH_LEN), dtype=np.uint8)
     sha = hashlib.sha256
-    digests = b"".join([sha(buf[i : i + width]).digest() for i in range(0, len(buf), width)])
-    return np.frombuffer(digests, dtype=np.uint8).reshape(-1, enc.HASH_LEN)
+    for start in range(0, m, HASH_BLOCK):
+        buf = rows[start : start + HASH_BLOCK].tobytes()
+        digests = b"".join([sha(buf[i : i + width]).digest() for i in range(0, len(buf), width)])
+        out[start : start + HASH_BLOCK] = np.frombuffer(digests, dtype=np.uint8).reshape(-1, 32)
+    return out
 
 
 def sums_to_be_bytes(sums: U64Array) -> U8Array:
@@ -50,17 +60,52 @@ def sums_to_be_bytes(sums: U64Array) -> U8Array:
     return np.ascontiguousarray(sums.astype(">u8")).view(np.uint8).reshape(sums.shape[0], -1)
 
 
+def fill_columns(rows: U8Array, parts: Sequence[U8Array | bytes]) -> None:
+    """Write ``parts`` side by side into ``rows``: bytes are broadcast to every row."""
+    col = 0
+    for part in parts:
+        if isinstance(part, bytes):
+            width = len(part)
+            rows[:, col : col + width] = np.frombuffer(part, dtype=np.uint8)
+        else:
+            width = part.shape[1]
+            rows[:, col : col + width] = part
+        col += width
+    if col != rows.shape[1]:
+        raise ValueError("columns do not fill the rows")
+
+
+def group_by_length(raw: Sequence[bytes], lengths: IntArray) -> list[tuple[int, IntArray, U8Array]]:
+    """``(length, indices, (k, length) byte matrix)`` for each distinct length in ``raw``.
+
+    Grouping variable-length ids by length lets their hash inputs be laid out as
+    fixed-width numpy rows; real ledgers have few distinct id lengths.
+    """
+    out = []
+    for length in np.unique(lengths).tolist():
+        idx = np.flatnonzero(lengths == length)
+        joined = b"".join(raw) if len(idx) == len(raw) else b"".join([raw[i] for i in idx.tolist()])
+        out.append((length, idx, np.frombuffer(joined, dtype=np.uint8).reshape(len(idx), length)))
+    return out
+
+
 def customer_hashes(customer_ids: Sequence[str], salts: bytes) -> U8Array:
     """``customer_hash`` of every customer, ``salts`` being the 32-byte salts concatenated."""
-    if len(salts) != enc.SALT_LEN * len(customer_ids):
+    n = len(customer_ids)
+    if len(salts) != enc.SALT_LEN * n:
         raise ValueError("need one 32-byte salt per customer")
-    sha = hashlib.sha256
-    prefix = enc.TAG_CUSTOMER
-    out = []
-    for i, cid in enumerate(customer_ids):
-        raw = cid.encode("utf-8")
-        out.append(sha(prefix + len(raw).to_bytes(2, "big") + raw + salts[32 * i : 32 * i + 32]))
-    return np.frombuffer(b"".join([h.digest() for h in out]), dtype=np.uint8).reshape(-1, 32)
+    salt_rows = np.frombuffer(salts, dtype=np.uint8).reshape(n, enc.SALT_LEN)
+    out = np.empty((n, enc.HASH_LEN), dtype=np.uint8)
+    for start in range(0, n, HASH_BLOCK):
+        raw = [cid.encode("utf-8") for cid in customer_ids[start : start + HASH_BLOCK]]
+        lengths = np.fromiter(map(len, raw), dtype=np.int64, count=len(raw))
+        block_out = out[start : start + len(raw)]
+        block_salts = salt_rows[start : start + len(raw)]
+        for length, idx, id_rows in group_by_length(raw, lengths):
+            rows = np.empty((len(idx), len(enc.TAG_CUSTOMER) + 2 + length + 32), dtype=np.uint8)
+            fill_columns(rows, [enc.TAG_CUSTOMER, enc.u16(length), id_rows, block_salts[idx]])
+            block_out[idx] = hash_rows(rows)
+    return out
 
 
 def _leaf_preimages(cust: U8Array, balances_be: U8Array) -> U8Array:
