@@ -1,0 +1,71 @@
+"""Pairwise layer of DKLs23 threshold ECDSA (Doerner, Kondi, Lee, shelat,
+"Threshold ECDSA in Three Rounds", ePrint 2023/765): base OTs at key setup,
+SoftSpokenOT extension and the OT-based random vector OLE pi_RVOLE per
+signature.  Sans-I/O: every step takes and returns values and messages.
+
+Per ordered pair ``(alice, bob)``:
+
+key setup (once; both messages may travel in the same round)
+    Alice: ``base_ot_receiver_round1`` -> ``BaseOtReceiverMessage`` to Bob;
+    Bob: ``base_ot_sender_round1`` -> ``BaseOtSenderMessage`` to Alice;
+    Alice: ``state.finish(sender_msg)`` -> :class:`AliceSetup`;
+    Bob: ``state.finish(receiver_msg)`` -> :class:`BobSetup`.
+
+per signature (pi_RVOLE)
+    signing round 1, Bob: ``bob_round1(bob_setup, ctx)`` -> (state with
+    random ``b``, ``MulRound1Message`` to Alice);
+    signing round 2, Alice: ``alice_round2(alice_setup, ctx, (a1, a2), msg)``
+    -> (shares ``c``, ``MulRound2Message`` to Bob);
+    after round 2, Bob: ``state.finish(msg)`` -> shares ``d``;
+    ``c[i] + d[i] == a[i] * b (mod q)``.
+"""
+
+from signer_nodes.mpc.dkls23.base_ot import (
+    BaseOtReceiverMessage,
+    BaseOtReceiverState,
+    BaseOtSenderMessage,
+    BaseOtSenderState,
+    base_ot_receiver_round1,
+    base_ot_sender_round1,
+)
+from signer_nodes.mpc.dkls23.context import PairContext, RandomSource
+from signer_nodes.mpc.dkls23.multiplication import (
+    BobRound1State,
+    MulRound1Message,
+    MulRound2Message,
+    alice_round2,
+    bob_round1,
+    gadget_vector,
+)
+from signer_nodes.mpc.dkls23.ot_extension import (
+    OteReceiverBatch,
+    OteSenderBatch,
+    OtExtensionMessage,
+    ote_receiver_extend,
+    ote_sender_extend,
+)
+from signer_nodes.mpc.dkls23.setup import AliceSetup, BobSetup
+
+__all__ = [
+    "AliceSetup",
+    "BaseOtReceiverMessage",
+    "BaseOtReceiverState",
+    "BaseOtSenderMessage",
+    "BaseOtSenderState",
+    "BobRound1State",
+    "BobSetup",
+    "MulRound1Message",
+    "MulRound2Message",
+    "OtExtensionMessage",
+    "OteReceiverBatch",
+    "OteSenderBatch",
+    "PairContext",
+    "RandomSource",
+    "alice_round2",
+    "base_ot_receiver_round1",
+    "base_ot_sender_round1",
+    "bob_round1",
+    "gadget_vector",
+    "ote_receiver_extend",
+    "ote_sender_extend",
+]

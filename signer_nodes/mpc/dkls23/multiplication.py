@@ -1,0 +1,330 @@
+"""Two-party multiplication of DKLs23: the OT-based random vector OLE
+pi_RVOLE (ePrint 2023/765, Protocol 5.2) realising F_RVOLE
+(Functionality 3.5) with Bob's input chosen at random ("forced reuse":
+one batch of Bob's OTs serves Alice's whole vector).
+
+Alice inputs ``a`` in ``Z_q^ELL``; Bob obtains a uniformly random ``b``;
+Alice outputs ``c`` and Bob ``d`` with ``c_i + d_i = a_i * b (mod q)``.
+
+Round structure (matching the three-round signing protocol):
+
+* **Round 1, Bob** (:func:`bob_round1`): sample ``beta`` in ``{0,1}^XI``,
+  ``b = <g, beta>`` for the public random gadget vector ``g``
+  (:func:`gadget_vector`); run the OT-extension receiver with choices
+  ``beta`` (:mod:`.ot_extension`, steps 1-2) and send its message.  Bob keeps
+  a :class:`BobRound1State` (serialisable, for stored presignatures).
+* **Round 2, Alice** (:func:`alice_round2`): check Bob's extension message
+  (KOS15 Fig. 10 check); with random-OT pads ``(v0_j, v1_j)`` over
+  ``Z_q^{ELL+RHO}``, sample the check mask ``a^ in Z_q^RHO`` and send
+  (Protocol 5.2, Alice's steps)
+
+  - the correlation ``a~_j = v0_j - v1_j + (a || a^)`` for every ``j``;
+  - ``theta in Z_q^{RHO x ELL}`` = Fiat-Shamir hash of the transcript and
+    ``a~``;
+  - ``eta = a^ + theta * a`` (one scalar per check column);
+  - ``mu = H({ v0_{j,ELL+k} + sum_i theta_{k,i} v0_{j,i} }_{j,k})``;
+
+  and output ``c_i = -sum_j g_j v0_{j,i}``.
+* **Round 3, Bob** (:meth:`BobRound1State.finish`): with his pads
+  ``v_{beta_j}``: ``d~_j = v_{beta_j} + beta_j * a~_j`` (``= v0_j + beta_j
+  (a || a^)``); the check ``mu = H({ d~_{j,ELL+k} + sum_i theta_{k,i}
+  d~_{j,i} - beta_j eta_k }_{j,k})`` (Protocol 5.2, Bob's consistency check);
+  output ``d_i = sum_j g_j d~_{j,i}``.
+
+A failed check names Alice (:class:`~signer_nodes.mpc.errors.MultiplicationCheckError`);
+a failed OT-extension check names Bob
+(:class:`~signer_nodes.mpc.errors.OtConsistencyError`).  Bob's abort may
+reveal one choice bit ``beta_j`` per inconsistent row to a cheating Alice;
+``XI = KAPPA + 2 LAMBDA_S`` is sized so that ``b`` stays
+``2^-LAMBDA_S``-close to uniform nonetheless, which is why the paper can
+allow the abort.
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Sequence
+from functools import lru_cache
+
+from signer_nodes.mpc.dkls23.context import (
+    FORMAT_VERSION,
+    PairContext,
+    RandomSource,
+    invalid,
+    random_scalar,
+    system_random,
+)
+from signer_nodes.mpc.dkls23.ot_extension import (
+    OteReceiverBatch,
+    OtExtensionMessage,
+    ote_receiver_extend,
+    ote_sender_extend,
+)
+from signer_nodes.mpc.dkls23.params import ELL, NONCE_BYTES, OT_WIDTH, RHO, ROW_BYTES, XI
+from signer_nodes.mpc.dkls23.setup import AliceSetup, BobSetup
+from signer_nodes.mpc.encoding import Reader, Writer
+from signer_nodes.mpc.errors import (
+    EncodingError,
+    LocalMisuseError,
+    MultiplicationCheckError,
+    NonceReuseError,
+)
+from signer_nodes.mpc.groups.secp256k1 import ORDER
+from signer_nodes.mpc.transcript import Transcript
+
+_GADGET_DOMAIN = b"dkls23/rvole/v1/gadget-vector"
+_THETA_DOMAIN = b"dkls23/rvole/v1/theta"
+_MU_DOMAIN = b"dkls23/rvole/v1/mu"
+_MSG_ALICE = b"rvole/alice-message"
+_STATE_KIND = 0xB1
+_SCALAR = 32
+
+#: Bob's round-1 message is exactly the OT-extension receiver's message.
+MulRound1Message = OtExtensionMessage
+
+
+@lru_cache(maxsize=1)
+def gadget_vector() -> tuple[int, ...]:
+    """The public gadget vector ``g in Z_q^XI`` (nothing-up-my-sleeve: a
+    transcript hash of a fixed domain tag and the index)."""
+    base = Transcript(_GADGET_DOMAIN)
+    return tuple(
+        base.fork().append_int(b"index", j, 2).challenge_scalar(ORDER, b"g") for j in range(XI)
+    )
+
+
+def _encode_scalars(values: Sequence[int]) -> bytes:
+    return b"".join(v.to_bytes(_SCALAR, "big") for v in values)
+
+
+def _theta(ctx: PairContext, ote_digest: bytes, nonce: bytes, a_tilde: bytes) -> list[list[int]]:
+    """Fiat-Shamir ``theta in Z_q^{RHO x ELL}`` over the transcript and ``a~``."""
+    t = ctx.transcript(_THETA_DOMAIN).append(b"ote-transcript", ote_digest)
+    t.append(b"alice-nonce", nonce).append(b"a-tilde", a_tilde)
+    return [
+        [t.challenge_scalar(ORDER, b"theta-%d-%d" % (k, i)) for i in range(ELL)] for k in range(RHO)
+    ]
+
+
+def _mu_digest(ctx: PairContext, ote_digest: bytes, nonce: bytes, values: Sequence[int]) -> bytes:
+    t = ctx.transcript(_MU_DOMAIN).append(b"ote-transcript", ote_digest)
+    return t.append(b"alice-nonce", nonce).append(b"mu", _encode_scalars(values)).digest(b"mu")
+
+
+class MulRound2Message:
+    """Alice -> Bob (signing round 2): ``a~``, ``eta`` and the hash ``mu``."""
+
+    __slots__ = ("a_tilde", "eta", "mu", "nonce", "tag")
+
+    def __init__(
+        self,
+        *,
+        tag: bytes,
+        nonce: bytes,
+        a_tilde: Sequence[int],
+        eta: Sequence[int],
+        mu: bytes,
+    ) -> None:
+        self.tag = bytes(tag)
+        self.nonce = bytes(nonce)
+        self.a_tilde = tuple(a_tilde)
+        self.eta = tuple(eta)
+        self.mu = bytes(mu)
+        if (
+            len(self.tag) != 32
+            or len(self.nonce) != NONCE_BYTES
+            or len(self.a_tilde) != XI * OT_WIDTH
+            or len(self.eta) != RHO
+            or len(self.mu) != 32
+        ):
+            raise EncodingError("multiplication message has the wrong shape")
+        for v in (*self.a_tilde, *self.eta):
+            if not 0 <= v < ORDER:
+                raise EncodingError("multiplication message: scalar out of range")
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, MulRound2Message):
+            return NotImplemented
+        return self.to_bytes() == other.to_bytes()
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"MulRound2Message(tag={self.tag.hex()[:16]}..., {len(self.to_bytes())} bytes)"
+
+    def to_bytes(self) -> bytes:
+        w = Writer().u8(FORMAT_VERSION).fixed(self.tag).fixed(self.nonce)
+        w.fixed(_encode_scalars(self.a_tilde)).fixed(_encode_scalars(self.eta))
+        return bytes(w.fixed(self.mu))
+
+    @classmethod
+    def from_bytes(cls, data: bytes, *, sender: int) -> MulRound2Message:
+        try:
+            r = Reader(data)
+            if r.u8() != FORMAT_VERSION:
+                raise EncodingError("unknown format version")
+            tag = r.fixed(32)
+            nonce = r.fixed(NONCE_BYTES)
+            raw = r.fixed(XI * OT_WIDTH * _SCALAR)
+            eta_raw = r.fixed(RHO * _SCALAR)
+            mu = r.fixed(32)
+            r.finish()
+            a_tilde = [
+                int.from_bytes(raw[o : o + _SCALAR], "big") for o in range(0, len(raw), _SCALAR)
+            ]
+            eta = [
+                int.from_bytes(eta_raw[o : o + _SCALAR], "big")
+                for o in range(0, len(eta_raw), _SCALAR)
+            ]
+            return cls(tag=tag, nonce=nonce, a_tilde=a_tilde, eta=eta, mu=mu)
+        except EncodingError as exc:
+            raise invalid(sender, f"multiplication message: {exc}") from exc
+
+
+class BobRound1State:
+    """Bob's secret state from round 1 until Alice's reply arrives.
+
+    Holds his choice bits ``beta``, the OT-extension rows and his random
+    input ``b``.  Single use: :meth:`finish` refuses a second call, and a
+    stored copy (:meth:`to_bytes`) must be deleted by its store when used.
+    """
+
+    __slots__ = ("_batch", "_used", "b")
+
+    def __init__(self, batch: OteReceiverBatch) -> None:
+        self._batch = batch
+        self._used = False
+        g = gadget_vector()
+        bits = batch.choice_bits()
+        #: Bob's random input of F_RVOLE, ``<g, beta> mod q``.
+        self.b = sum(g[j] for j in range(XI) if bits[j]) % ORDER
+
+    @property
+    def ctx(self) -> PairContext:
+        return self._batch.ctx
+
+    def __repr__(self) -> str:
+        return f"BobRound1State(alice={self.ctx.alice}, bob={self.ctx.bob}, <redacted>)"
+
+    def to_bytes(self) -> bytes:
+        if self._used:
+            raise NonceReuseError("multiplication state already used")
+        bt = self._batch
+        w = Writer().u8(FORMAT_VERSION).u8(_STATE_KIND).var(bt.ctx.session_id)
+        w.u32(bt.ctx.alice).u32(bt.ctx.bob).fixed(bt.nonce).fixed(bt.ote_digest)
+        return bytes(w.fixed(bt.choices).fixed(bt.rows))
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> BobRound1State:
+        r = Reader(data)
+        if r.u8() != FORMAT_VERSION or r.u8() != _STATE_KIND:
+            raise EncodingError("multiplication state: unknown version or kind")
+        sid = r.var(256)
+        try:
+            ctx = PairContext(session_id=sid, alice=r.u32(), bob=r.u32())
+        except LocalMisuseError as exc:
+            raise EncodingError(f"multiplication state: {exc}") from exc
+        batch = OteReceiverBatch(
+            ctx=ctx,
+            nonce=r.fixed(NONCE_BYTES),
+            ote_digest=r.fixed(32),
+            choices=r.fixed(XI // 8),
+            rows=r.fixed(XI * ROW_BYTES),
+        )
+        r.finish()
+        return cls(batch)
+
+    def finish(self, msg: MulRound2Message) -> tuple[int, ...]:
+        """Round 3 (Bob): verify Alice's reply and return his shares ``d``.
+
+        Raises :class:`~signer_nodes.mpc.errors.ForeignSessionError` or
+        :class:`~signer_nodes.mpc.errors.MultiplicationCheckError` naming
+        Alice; nothing is output then.  After a failed check the state is
+        consumed (the abort is final); a foreign message leaves it usable.
+        """
+        if self._used:
+            raise NonceReuseError("multiplication state already used")
+        bt = self._batch
+        ctx = bt.ctx
+        ctx.check_binding(msg.tag, _MSG_ALICE, ctx.alice)
+        self._used = True
+        pads = bt.raw_pads(msg.nonce)
+        bits = bt.choice_bits().tolist()
+        a_tilde = msg.a_tilde
+        theta = _theta(ctx, bt.ote_digest, msg.nonce, _encode_scalars(a_tilde))
+        eta = msg.eta
+        g = gadget_vector()
+        q = ORDER
+        acc = [0] * ELL
+        mu_values: list[int] = []
+        for j in range(XI):
+            o = j * OT_WIDTH
+            if bits[j]:
+                dj = [pads[o + w] + a_tilde[o + w] for w in range(OT_WIDTH)]
+            else:
+                dj = pads[o : o + OT_WIDTH]
+            gj = g[j]
+            for i in range(ELL):
+                acc[i] += gj * dj[i]
+            for k in range(RHO):
+                v = dj[ELL + k] + sum(theta[k][i] * dj[i] for i in range(ELL))
+                if bits[j]:
+                    v -= eta[k]
+                mu_values.append(v % q)
+        expected = _mu_digest(ctx, bt.ote_digest, msg.nonce, mu_values)
+        if not hmac.compare_digest(expected, msg.mu):
+            raise MultiplicationCheckError(
+                "pi_RVOLE consistency check (DKLs23 Protocol 5.2) failed", [ctx.alice]
+            )
+        return tuple(v % q for v in acc)
+
+
+def bob_round1(
+    setup: BobSetup, ctx: PairContext, *, rand: RandomSource = system_random
+) -> tuple[BobRound1State, MulRound1Message]:
+    """Round 1 (Bob): sample ``beta``, start the OT extension.
+
+    Returns the state to keep (its ``b`` is Bob's random input) and the
+    message for Alice.
+    """
+    batch, msg = ote_receiver_extend(setup, ctx, rand(XI // 8), rand=rand)
+    return BobRound1State(batch), msg
+
+
+def alice_round2(
+    setup: AliceSetup,
+    ctx: PairContext,
+    a: Sequence[int],
+    msg: MulRound1Message,
+    *,
+    rand: RandomSource = system_random,
+) -> tuple[tuple[int, ...], MulRound2Message]:
+    """Round 2 (Alice): check Bob's message, return her shares ``c`` and the
+    reply.  Stateless: Alice's part ends here."""
+    if len(a) != ELL or any(not isinstance(v, int) or not 0 <= v < ORDER for v in a):
+        raise LocalMisuseError(f"Alice's input must be {ELL} scalars in [0, q)")
+    batch = ote_sender_extend(setup, ctx, msg)
+    nonce = rand(NONCE_BYTES)
+    p0, p1 = batch.raw_pads(nonce)
+    a_hat = [random_scalar(rand) for _ in range(RHO)]
+    full = list(a) + a_hat
+    q = ORDER
+    a_tilde = [(p0[n] - p1[n] + full[n % OT_WIDTH]) % q for n in range(XI * OT_WIDTH)]
+    theta = _theta(ctx, batch.ote_digest, nonce, _encode_scalars(a_tilde))
+    eta = [(a_hat[k] + sum(theta[k][i] * a[i] for i in range(ELL))) % q for k in range(RHO)]
+    g = gadget_vector()
+    acc = [0] * ELL
+    mu_values: list[int] = []
+    for j in range(XI):
+        o = j * OT_WIDTH
+        gj = g[j]
+        for i in range(ELL):
+            acc[i] += gj * p0[o + i]
+        for k in range(RHO):
+            v = p0[o + ELL + k] + sum(theta[k][i] * p0[o + i] for i in range(ELL))
+            mu_values.append(v % q)
+    mu = _mu_digest(ctx, batch.ote_digest, nonce, mu_values)
+    reply = MulRound2Message(
+        tag=ctx.binding_tag(_MSG_ALICE), nonce=nonce, a_tilde=a_tilde, eta=eta, mu=mu
+    )
+    return tuple(-v % q for v in acc), reply
