@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+
+import numpy as np
 
 from signer_nodes.mpc.dkls23 import multiplication as mul
 from signer_nodes.mpc.dkls23.base_ot import (
@@ -15,7 +17,11 @@ from signer_nodes.mpc.dkls23.base_ot import (
     base_ot_sender_round1,
 )
 from signer_nodes.mpc.dkls23.context import PairContext, RandomSource, system_random
-from signer_nodes.mpc.dkls23.ot_extension import OtExtensionMessage, ote_sender_extend
+from signer_nodes.mpc.dkls23.ot_extension import (
+    OteReceiverBatch,
+    OtExtensionMessage,
+    ote_sender_extend,
+)
 from signer_nodes.mpc.dkls23.params import ELL, OT_WIDTH, RHO, XI
 from signer_nodes.mpc.dkls23.setup import AliceSetup, BobSetup
 from signer_nodes.mpc.groups.secp256k1 import ORDER
@@ -95,3 +101,39 @@ def hostile_alice_round2(
         tag=ctx.binding_tag(b"rvole/alice-message"), nonce=nonce, a_tilde=a_tilde, eta=eta, mu=mu
     )
     return tuple(-v % ORDER for v in acc), reply
+
+
+def hostile_bob_extend(
+    setup: BobSetup,
+    ctx: PairContext,
+    choices: bytes,
+    tamper_u: Callable[[bytearray], None],
+) -> tuple[OteReceiverBatch, OtExtensionMessage]:
+    """Bob following the extension except that he alters the matrix ``u``
+    before the Fiat-Shamir challenge, then answers the check honestly for his
+    real ``t`` and ``x``: the strongest form of an inconsistent ``u``."""
+    from signer_nodes.mpc.dkls23 import ot_extension as ote
+
+    nonce = secrets.token_bytes(32)
+    x = np.frombuffer(choices + secrets.token_bytes(16), dtype=np.uint8)
+    prefix = ctx.transcript(ote._PRG_DOMAIN).append(b"bob-nonce", nonce).digest(b"prg-key")
+    t = ote._prg(prefix, setup.seeds0)
+    u = bytearray((t ^ ote._prg(prefix, setup.seeds1) ^ x).tobytes())
+    tamper_u(u)
+    chis, digest = ote._check_challenges(ctx, nonce, bytes(u))
+    tables = ote._hash_tables(chis)
+    msg = OtExtensionMessage(
+        tag=ctx.binding_tag(ote.MSG_OTE),
+        nonce=nonce,
+        u=bytes(u),
+        x_check=ote._hash_columns(x.reshape(1, -1), tables).tobytes(),
+        t_check=ote._hash_columns(t, tables).tobytes(),
+    )
+    batch = OteReceiverBatch(
+        ctx=ctx,
+        nonce=nonce,
+        ote_digest=digest,
+        choices=choices,
+        rows=ote._transpose_rows(t).tobytes(),
+    )
+    return batch, msg
