@@ -196,12 +196,13 @@ def audit(
     """An auditor's check: signatures, proof of control under each key, solvency per asset."""
     snapshot = check_snapshot(raw_snapshot, trusted_service_key)
     seen: set[bytes] = set()
-    for entry in snapshot.custody:
+    for entry in snapshot.custody:  # A1: a key counted twice would double its reserves
         if entry.public_key in seen:
             raise PorVerificationError(
                 ReasonCode.DUPLICATE_KEY, f"key {entry.key_id!r} is listed twice"
             )
         seen.add(entry.public_key)
+    for entry in snapshot.custody:  # A2: proof of control
         if not control.verify_signature(
             entry.scheme, entry.public_key, snapshot.challenge, entry.signature
         ):
