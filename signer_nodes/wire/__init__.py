@@ -1,0 +1,1 @@
+"""Authenticated, end-to-end encrypted transport of protocol envelopes between nodes."""
