@@ -74,7 +74,9 @@ def hostile_alice_round2(
     overrides = row_inputs or {}
     batch = ote_sender_extend(setup, ctx, msg)
     nonce = secrets.token_bytes(32)
-    p0, p1 = batch.raw_pads(nonce)
+    cols0, cols1 = batch.raw_pads(nonce)
+    p0 = [v for row in zip(*cols0, strict=True) for v in row]  # row-major
+    p1 = [v for row in zip(*cols1, strict=True) for v in row]
     a_hat = [secrets.randbelow(ORDER) for _ in range(RHO)]
     a_tilde: list[int] = []
     for j in range(XI):

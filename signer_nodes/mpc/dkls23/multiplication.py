@@ -45,6 +45,7 @@ from __future__ import annotations
 import hmac
 from collections.abc import Sequence
 from functools import lru_cache
+from operator import mul
 
 from signer_nodes.mpc.dkls23.context import (
     FORMAT_VERSION,
@@ -78,6 +79,7 @@ _MU_DOMAIN = b"dkls23/rvole/v1/mu"
 _MSG_ALICE = b"rvole/alice-message"
 _STATE_KIND = 0xB1
 _SCALAR = 32
+assert (ELL, RHO) == (2, 1), "the loops below are written for ELL = 2, RHO = 1"
 
 #: Bob's round-1 message is exactly the OT-extension receiver's message.
 MulRound1Message = OtExtensionMessage
@@ -114,7 +116,7 @@ def _mu_digest(ctx: PairContext, ote_digest: bytes, nonce: bytes, values: Sequen
 class MulRound2Message:
     """Alice -> Bob (signing round 2): ``a~``, ``eta`` and the hash ``mu``."""
 
-    __slots__ = ("a_tilde", "eta", "mu", "nonce", "tag")
+    __slots__ = ("_a_tilde_bytes", "a_tilde", "eta", "mu", "nonce", "tag")
 
     def __init__(
         self,
@@ -130,6 +132,7 @@ class MulRound2Message:
         self.a_tilde = tuple(a_tilde)
         self.eta = tuple(eta)
         self.mu = bytes(mu)
+        self._a_tilde_bytes: bytes | None = None
         if (
             len(self.tag) != 32
             or len(self.nonce) != NONCE_BYTES
@@ -138,9 +141,20 @@ class MulRound2Message:
             or len(self.mu) != 32
         ):
             raise EncodingError("multiplication message has the wrong shape")
-        for v in (*self.a_tilde, *self.eta):
-            if not 0 <= v < ORDER:
-                raise EncodingError("multiplication message: scalar out of range")
+        values = (*self.a_tilde, *self.eta)
+        try:
+            in_range = min(values) >= 0 and max(values) < ORDER
+        except TypeError:
+            in_range = False
+        if not in_range or any(type(v) is not int for v in self.eta):
+            raise EncodingError("multiplication message: scalar out of range")
+
+    @property
+    def a_tilde_bytes(self) -> bytes:
+        """The encoding of ``a~`` (32-byte big-endian scalars, row-major)."""
+        if self._a_tilde_bytes is None:
+            self._a_tilde_bytes = _encode_scalars(self.a_tilde)
+        return self._a_tilde_bytes
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, MulRound2Message):
@@ -154,7 +168,7 @@ class MulRound2Message:
 
     def to_bytes(self) -> bytes:
         w = Writer().u8(FORMAT_VERSION).fixed(self.tag).fixed(self.nonce)
-        w.fixed(_encode_scalars(self.a_tilde)).fixed(_encode_scalars(self.eta))
+        w.fixed(self.a_tilde_bytes).fixed(_encode_scalars(self.eta))
         return bytes(w.fixed(self.mu))
 
     @classmethod
@@ -176,7 +190,9 @@ class MulRound2Message:
                 int.from_bytes(eta_raw[o : o + _SCALAR], "big")
                 for o in range(0, len(eta_raw), _SCALAR)
             ]
-            return cls(tag=tag, nonce=nonce, a_tilde=a_tilde, eta=eta, mu=mu)
+            out = cls(tag=tag, nonce=nonce, a_tilde=a_tilde, eta=eta, mu=mu)
+            out._a_tilde_bytes = raw  # canonical: fixed width and range-checked
+            return out
         except EncodingError as exc:
             raise invalid(sender, f"multiplication message: {exc}") from exc
 
@@ -248,35 +264,27 @@ class BobRound1State:
         ctx = bt.ctx
         ctx.check_binding(msg.tag, _MSG_ALICE, ctx.alice)
         self._used = True
-        pads = bt.raw_pads(msg.nonce)
+        va, vb, vh = bt.raw_pads(msg.nonce)
         bits = bt.choice_bits().tolist()
         a_tilde = msg.a_tilde
-        theta = _theta(ctx, bt.ote_digest, msg.nonce, _encode_scalars(a_tilde))
-        eta = msg.eta
-        g = gadget_vector()
+        ((th0, th1),) = _theta(ctx, bt.ote_digest, msg.nonce, msg.a_tilde_bytes)
+        (eta,) = msg.eta
         q = ORDER
-        acc = [0] * ELL
-        mu_values: list[int] = []
-        for j in range(XI):
-            o = j * OT_WIDTH
-            if bits[j]:
-                dj = [pads[o + w] + a_tilde[o + w] for w in range(OT_WIDTH)]
-            else:
-                dj = pads[o : o + OT_WIDTH]
-            gj = g[j]
-            for i in range(ELL):
-                acc[i] += gj * dj[i]
-            for k in range(RHO):
-                v = dj[ELL + k] + sum(theta[k][i] * dj[i] for i in range(ELL))
-                if bits[j]:
-                    v -= eta[k]
-                mu_values.append(v % q)
+        # d~_j = v_{beta_j} + beta_j * a~_j, per column of Alice's vector
+        da = [v + t if x else v for v, t, x in zip(va, a_tilde[0::3], bits, strict=True)]
+        db = [v + t if x else v for v, t, x in zip(vb, a_tilde[1::3], bits, strict=True)]
+        dh = [v + t if x else v for v, t, x in zip(vh, a_tilde[2::3], bits, strict=True)]
+        mu_values = [
+            (h + th0 * u + th1 * w - (eta if x else 0)) % q
+            for u, w, h, x in zip(da, db, dh, bits, strict=True)
+        ]
         expected = _mu_digest(ctx, bt.ote_digest, msg.nonce, mu_values)
         if not hmac.compare_digest(expected, msg.mu):
             raise MultiplicationCheckError(
                 "pi_RVOLE consistency check (DKLs23 Protocol 5.2) failed", [ctx.alice]
             )
-        return tuple(v % q for v in acc)
+        g = gadget_vector()
+        return (sum(map(mul, g, da)) % q, sum(map(mul, g, db)) % q)
 
 
 def bob_round1(
@@ -305,26 +313,28 @@ def alice_round2(
         raise LocalMisuseError(f"Alice's input must be {ELL} scalars in [0, q)")
     batch = ote_sender_extend(setup, ctx, msg)
     nonce = rand(NONCE_BYTES)
-    p0, p1 = batch.raw_pads(nonce)
-    a_hat = [random_scalar(rand) for _ in range(RHO)]
-    full = list(a) + a_hat
+    (p0a, p0b, p0h), (p1a, p1b, p1h) = batch.raw_pads(nonce)
+    a0, a1 = a
+    a_hat = random_scalar(rand)
     q = ORDER
-    a_tilde = [(p0[n] - p1[n] + full[n % OT_WIDTH]) % q for n in range(XI * OT_WIDTH)]
-    theta = _theta(ctx, batch.ote_digest, nonce, _encode_scalars(a_tilde))
-    eta = [(a_hat[k] + sum(theta[k][i] * a[i] for i in range(ELL))) % q for k in range(RHO)]
-    g = gadget_vector()
-    acc = [0] * ELL
-    mu_values: list[int] = []
-    for j in range(XI):
-        o = j * OT_WIDTH
-        gj = g[j]
-        for i in range(ELL):
-            acc[i] += gj * p0[o + i]
-        for k in range(RHO):
-            v = p0[o + ELL + k] + sum(theta[k][i] * p0[o + i] for i in range(ELL))
-            mu_values.append(v % q)
-    mu = _mu_digest(ctx, batch.ote_digest, nonce, mu_values)
+    # a~_j = v0_j - v1_j + (a || a^)
+    a_tilde: list[int] = [0] * (XI * OT_WIDTH)
+    a_tilde[0::3] = [(x - y + a0) % q for x, y in zip(p0a, p1a, strict=True)]
+    a_tilde[1::3] = [(x - y + a1) % q for x, y in zip(p0b, p1b, strict=True)]
+    a_tilde[2::3] = [(x - y + a_hat) % q for x, y in zip(p0h, p1h, strict=True)]
+    a_tilde_bytes = _encode_scalars(a_tilde)
+    # theta = H(transcript, a~); eta = a^ + theta . a; mu = H(v0_{j,h} + theta . v0_j)
+    ((th0, th1),) = _theta(ctx, batch.ote_digest, nonce, a_tilde_bytes)
+    eta = (a_hat + th0 * a0 + th1 * a1) % q
+    mu_values = [(h + th0 * u + th1 * w) % q for u, w, h in zip(p0a, p0b, p0h, strict=True)]
     reply = MulRound2Message(
-        tag=ctx.binding_tag(_MSG_ALICE), nonce=nonce, a_tilde=a_tilde, eta=eta, mu=mu
+        tag=ctx.binding_tag(_MSG_ALICE),
+        nonce=nonce,
+        a_tilde=a_tilde,
+        eta=[eta],
+        mu=_mu_digest(ctx, batch.ote_digest, nonce, mu_values),
     )
-    return tuple(-v % q for v in acc), reply
+    reply._a_tilde_bytes = a_tilde_bytes
+    g = gadget_vector()
+    c = (-sum(map(mul, g, p0a)) % q, -sum(map(mul, g, p0b)) % q)
+    return c, reply

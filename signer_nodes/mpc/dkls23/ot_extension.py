@@ -15,8 +15,8 @@ Notation (``LAMBDA_C`` base OTs, ``m' = XI + CHECK_BITS`` extended OTs):
 1. Bob (``ote_receiver_extend``): fresh nonce; ``x = beta || x_pad`` with
    ``CHECK_BITS`` random padding bits; for every base OT ``i``
    ``t_i = G(k0_i)``, ``u_i = t_i XOR G(k1_i) XOR x`` (columns of ``m'``
-   bits; ``G`` is SHAKE-256 keyed by a transcript digest over session, pair
-   and nonce).
+   bits; ``G`` is keyed by a transcript digest over session, pair and
+   nonce).
 2. Bob, consistency check (KOS15 Fig. 10 "Check correlation", SoftSpokenOT
    Fig. "subspace VOLE consistency check"): challenges ``chi_0..chi_3`` in
    GF(2^128) from the transcript of ``u`` (Fiat-Shamir); the universal hash
@@ -30,6 +30,8 @@ Notation (``LAMBDA_C`` base OTs, ``m' = XI + CHECK_BITS`` extended OTs):
    pads (correlation-robust hash = random oracle): Alice
    ``v0_j = H(j, q_j)``, ``v1_j = H(j, q_j XOR Delta)``; Bob
    ``v_{x_j} = H(j, t_j)``, each expanded to ``OT_WIDTH`` scalars mod q.
+   ``G`` and ``H`` are SHAKE-128 (security level LAMBDA_C = 128) keyed by
+   transcript digests over fixed-length inputs.
    ``H`` is keyed by the session, both nonces (Alice's travels with her
    reply) and the digest of Bob's message, so pads never repeat even if a
    caller reuses a session id.
@@ -80,6 +82,10 @@ MSG_OTE = b"ote/receiver-message"
 _GF128_REDUCTION = (1 << 128) | 0x87  # X^128 + X^7 + X^2 + X + 1
 _CHECK_BYTES = CHECK_BITS // 8
 _PAD_BYTES = OT_WIDTH * PAD_SCALAR_BYTES
+_PAD_SHIFT1 = 8 * PAD_SCALAR_BYTES
+_PAD_SHIFT2 = 16 * PAD_SCALAR_BYTES
+_PAD_MASK = (1 << _PAD_SHIFT1) - 1
+assert OT_WIDTH == 3, "raw_pads is written for ELL = 2, RHO = 1"
 
 
 # ---------------------------------------------------------------- bit tools
@@ -93,9 +99,9 @@ def unpack_bits(data: bytes, count: int) -> U8Array:
 
 
 def _prg(prefix: bytes, seeds: Sequence[bytes]) -> U8Array:
-    """Columns ``G(seed_i)`` of ``m'`` bits: SHAKE-256 keyed by ``prefix``
+    """Columns ``G(seed_i)`` of ``m'`` bits: SHAKE-128 keyed by ``prefix``
     (a transcript digest) over the fixed-length ``(i, seed_i)``."""
-    base = hashlib.shake_256(prefix)
+    base = hashlib.shake_128(prefix)
     out = bytearray()
     for i, seed in enumerate(seeds):
         h = base.copy()
@@ -129,11 +135,15 @@ def _hash_tables(chis: Sequence[int]) -> U8Array:
         ints.extend(_gf128_mul_rows(chi))
     ints.extend(1 << i for i in range(CHECK_BITS))  # the unhashed mask block
     buf = b"".join(v.to_bytes(_CHECK_BYTES, "little") for v in ints)
-    rows = np.frombuffer(buf, dtype=np.uint8).reshape(COLUMN_BYTES, 8, _CHECK_BYTES)
-    tables = np.zeros((COLUMN_BYTES, 256, _CHECK_BYTES), dtype=np.uint8)
-    for bit in range(8):
+    rows = np.frombuffer(buf, dtype=np.uint8).reshape(COLUMN_BYTES, 2, 4, _CHECK_BYTES)
+    # 16-entry tables per nibble, then all 256 byte values as lo XOR hi
+    nib = np.zeros((COLUMN_BYTES, 2, 16, _CHECK_BYTES), dtype=np.uint8)
+    for bit in range(4):
         lo = 1 << bit
-        tables[:, lo : 2 * lo] = tables[:, :lo] ^ rows[:, bit, None, :]
+        nib[:, :, lo : 2 * lo] = nib[:, :, :lo] ^ rows[:, :, bit, None, :]
+    tables = (nib[:, 1, :, None, :] ^ nib[:, 0, None, :, :]).reshape(
+        COLUMN_BYTES, 256, _CHECK_BYTES
+    )
     return tables
 
 
@@ -170,21 +180,33 @@ def pad_prefix(ctx: PairContext, ote_digest: bytes, alice_nonce: bytes) -> bytes
     return t.append(b"alice-nonce", alice_nonce).digest(b"pad-key")
 
 
-def raw_pads(prefix: bytes, rows: U8Array) -> list[int]:
-    """``H(j, row_j)`` for every row, as ``OT_WIDTH`` unreduced 384-bit
-    integers per row (flat, row-major); reduce mod q before use."""
-    base = hashlib.shake_256(prefix)
-    data = rows.tobytes()
-    out: list[int] = []
-    append = out.append
-    w = PAD_SCALAR_BYTES
-    for j in range(len(rows)):
+def raw_pads(prefix: bytes, rows: U8Array) -> tuple[list[int], list[int], list[int]]:
+    """``H(j, row_j)`` for every row as ``OT_WIDTH`` = 3 unreduced 384-bit
+    integers, returned column-wise (``pads[w][j]``); reduce mod q before use.
+
+    ``H`` is SHAKE-128 (one Keccak block per row) keyed by ``prefix`` over
+    the fixed-length ``(j, row_j)``.
+    """
+    n = len(rows)
+    framed = np.empty((n, 2 + ROW_BYTES), dtype=np.uint8)
+    framed[:, 0] = np.arange(n) >> 8
+    framed[:, 1] = np.arange(n) & 0xFF
+    framed[:, 2:] = rows
+    data = framed.tobytes()
+    step = 2 + ROW_BYTES
+    base = hashlib.shake_128(prefix)
+    c0: list[int] = []
+    c1: list[int] = []
+    c2: list[int] = []
+    mask = _PAD_MASK
+    for o in range(0, n * step, step):
         h = base.copy()
-        h.update(j.to_bytes(2, "big") + data[j * ROW_BYTES : (j + 1) * ROW_BYTES])
-        d = h.digest(_PAD_BYTES)
-        for k in range(OT_WIDTH):
-            append(int.from_bytes(d[k * w : (k + 1) * w], "big"))
-    return out
+        h.update(data[o : o + step])
+        v = int.from_bytes(h.digest(_PAD_BYTES), "big")
+        c0.append(v >> _PAD_SHIFT2)
+        c1.append((v >> _PAD_SHIFT1) & mask)
+        c2.append(v & mask)
+    return c0, c1, c2
 
 
 # ---------------------------------------------------------------- messages
@@ -279,17 +301,15 @@ class OteReceiverBatch:
     def choice_bits(self) -> U8Array:
         return unpack_bits(self.choices, XI)
 
-    def raw_pads(self, alice_nonce: bytes) -> list[int]:
-        """``v_{x_j}`` for every ``j``, unreduced (see :func:`raw_pads`)."""
+    def raw_pads(self, alice_nonce: bytes) -> tuple[list[int], list[int], list[int]]:
+        """``v_{x_j}`` for every ``j``, unreduced, column-wise (see :func:`raw_pads`)."""
         rows = np.frombuffer(self.rows, dtype=np.uint8).reshape(XI, ROW_BYTES)
         return raw_pads(pad_prefix(self.ctx, self.ote_digest, alice_nonce), rows)
 
     def pads(self, alice_nonce: bytes) -> list[tuple[int, ...]]:
         """Random-OT output ``v_{x_j}`` in ``Z_q^OT_WIDTH`` for every ``j < XI``."""
-        flat = self.raw_pads(alice_nonce)
-        return [
-            tuple(v % ORDER for v in flat[j * OT_WIDTH : (j + 1) * OT_WIDTH]) for j in range(XI)
-        ]
+        cols = self.raw_pads(alice_nonce)
+        return [tuple(c[j] % ORDER for c in cols) for j in range(XI)]
 
 
 def ote_receiver_extend(
@@ -339,8 +359,10 @@ class OteSenderBatch:
     def __repr__(self) -> str:
         return f"OteSenderBatch(alice={self.ctx.alice}, bob={self.ctx.bob}, <redacted>)"
 
-    def raw_pads(self, alice_nonce: bytes) -> tuple[list[int], list[int]]:
-        """``(v0_j, v1_j)`` for every ``j``, unreduced (see :func:`raw_pads`)."""
+    def raw_pads(
+        self, alice_nonce: bytes
+    ) -> tuple[tuple[list[int], list[int], list[int]], tuple[list[int], list[int], list[int]]]:
+        """``(v0, v1)``, unreduced and column-wise (see :func:`raw_pads`)."""
         prefix = pad_prefix(self.ctx, self.ote_digest, alice_nonce)
         delta = np.frombuffer(self.delta, dtype=np.uint8)
         return raw_pads(prefix, self.rows), raw_pads(prefix, self.rows ^ delta)
@@ -349,10 +371,8 @@ class OteSenderBatch:
         """Random-OT outputs ``(v0_j, v1_j)`` in ``Z_q^OT_WIDTH`` for ``j < XI``."""
         p0, p1 = self.raw_pads(alice_nonce)
 
-        def reduce(flat: list[int]) -> list[tuple[int, ...]]:
-            return [
-                tuple(v % ORDER for v in flat[j * OT_WIDTH : (j + 1) * OT_WIDTH]) for j in range(XI)
-            ]
+        def reduce(cols: tuple[list[int], ...]) -> list[tuple[int, ...]]:
+            return [tuple(c[j] % ORDER for c in cols) for j in range(XI)]
 
         return reduce(p0), reduce(p1)
 
