@@ -196,3 +196,31 @@ def test_malformed_message_names_bob(setups: Setups, mutate) -> None:  # type: i
     with pytest.raises(InvalidMessageError) as err:
         OtExtensionMessage.from_bytes(mutate(msg.to_bytes()), sender=BOB)
     assert err.value.culprits == {BOB}
+
+
+def _gf128_mul_reference(a: int, b: int) -> int:
+    """Schoolbook GF(2^128) product mod X^128 + X^7 + X^2 + X + 1."""
+    r = 0
+    for i in range(128):
+        if (b >> i) & 1:
+            r ^= a << i
+    for i in range(254, 127, -1):
+        if (r >> i) & 1:
+            r ^= ((1 << 128) | 0x87) << (i - 128)
+    return r
+
+
+def test_check_hash_is_the_gf128_universal_hash() -> None:
+    """The table-driven check hash equals sum_b chi_b * y_b + y_last in GF(2^128)."""
+    from signer_nodes.mpc.dkls23 import ot_extension as ote
+
+    chis = [int.from_bytes(secrets.token_bytes(16), "little") for _ in range(XI // 128)]
+    cols = np.frombuffer(secrets.token_bytes(3 * COLUMN_BYTES), dtype=np.uint8).reshape(3, -1)
+    got = ote._hash_columns(cols, ote._hash_tables(chis))
+    for c in range(3):
+        data = cols[c].tobytes()
+        blocks = [int.from_bytes(data[16 * b : 16 * b + 16], "little") for b in range(5)]
+        expected = blocks[4]
+        for b, chi in enumerate(chis):
+            expected ^= _gf128_mul_reference(blocks[b], chi)
+        assert int.from_bytes(got[c].tobytes(), "little") == expected

@@ -122,7 +122,7 @@ def _gf128_mul_rows(chi: int) -> list[int]:
     return rows
 
 
-def _hash_tables(chis: Sequence[int]) -> U8Array:
+def _hash_tables(chis: Sequence[int]) -> npt.NDArray[np.uint64]:
     """The universal hash ``h`` of step 2 as byte-indexed lookup tables.
 
     ``h`` is GF(2)-linear: bit ``p`` of a column contributes row ``R_p`` of
@@ -135,25 +135,24 @@ def _hash_tables(chis: Sequence[int]) -> U8Array:
         ints.extend(_gf128_mul_rows(chi))
     ints.extend(1 << i for i in range(CHECK_BITS))  # the unhashed mask block
     buf = b"".join(v.to_bytes(_CHECK_BYTES, "little") for v in ints)
-    rows = np.frombuffer(buf, dtype=np.uint8).reshape(COLUMN_BYTES, 2, 4, _CHECK_BYTES)
-    # 16-entry tables per nibble, then all 256 byte values as lo XOR hi
-    nib = np.zeros((COLUMN_BYTES, 2, 16, _CHECK_BYTES), dtype=np.uint8)
-    for bit in range(4):
+    # 16-byte rows as two little-endian 64-bit words (XOR is word-wise),
+    # laid out byte-value-major so every step below is contiguous
+    rows = np.frombuffer(buf, dtype="<u8").reshape(COLUMN_BYTES, 8, 2).transpose(1, 0, 2)
+    tables = np.zeros((256, COLUMN_BYTES, 2), dtype="<u8")
+    for bit in range(8):
         lo = 1 << bit
-        nib[:, :, lo : 2 * lo] = nib[:, :, :lo] ^ rows[:, :, bit, None, :]
-    tables = (nib[:, 1, :, None, :] ^ nib[:, 0, None, :, :]).reshape(
-        COLUMN_BYTES, 256, _CHECK_BYTES
-    )
-    return tables
+        tables[lo : 2 * lo] = tables[:lo] ^ rows[bit][None]
+    return tables.reshape(256 * COLUMN_BYTES, 2)
 
 
-_BYTE_INDEX = np.arange(COLUMN_BYTES)[None, :]
+_BYTE_OFFSET = np.arange(COLUMN_BYTES, dtype=np.intp)[:, None]
 
 
-def _hash_columns(cols: U8Array, tables: U8Array) -> U8Array:
-    """``h`` applied to every column (each a row of ``cols``)."""
-    gathered = tables[_BYTE_INDEX, cols]
-    out: U8Array = np.bitwise_xor.reduce(gathered, axis=1)
+def _hash_columns(cols: U8Array, tables: npt.NDArray[np.uint64]) -> U8Array:
+    """``h`` applied to every column (each a row of ``cols``), as 16 bytes each."""
+    index = cols.T.astype(np.intp) * COLUMN_BYTES + _BYTE_OFFSET
+    words = np.bitwise_xor.reduce(np.take(tables, index, axis=0), axis=0)
+    out: U8Array = np.ascontiguousarray(words.astype("<u8")).view(np.uint8)
     return out
 
 
