@@ -151,3 +151,33 @@ class PublicKeyPackage:
             shares[identifier] = g.deserialize_element(r.fixed(g.element_len))
         r.finish()
         return cls(suite, group_key, shares, min_signers, chain_code)
+
+
+def derive_key_package(key: KeyPackage, tweak: int, chain_code: bytes) -> KeyPackage:
+    """The key package of a BIP32-derived child: every share moves by the same
+    additive ``tweak`` (Lagrange coefficients sum to one), so the child's
+    shares interpolate to the child's private key."""
+    g = key.suite.group
+    offset = g.base_mult(tweak)
+    return KeyPackage(
+        key.suite,
+        key.identifier,
+        (key.signing_share + tweak) % g.order,
+        key.verifying_share + offset,
+        key.group_public_key + offset,
+        key.min_signers,
+        chain_code,
+    )
+
+
+def derive_public_key_package(
+    public: PublicKeyPackage, tweak: int, chain_code: bytes
+) -> PublicKeyPackage:
+    offset = public.suite.group.base_mult(tweak)
+    return PublicKeyPackage(
+        public.suite,
+        public.group_public_key + offset,
+        {i: share + offset for i, share in public.verifying_shares.items()},
+        public.min_signers,
+        chain_code,
+    )

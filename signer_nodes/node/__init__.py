@@ -1,0 +1,1 @@
+"""The signer-node process: protocol cores behind a gRPC NodeService."""

@@ -1,0 +1,240 @@
+"""The node's database: key shares, the FROST nonce pool, and signing history.
+
+SQLAlchemy 2 on SQLite (WAL) or PostgreSQL. Secrets are stored only as
+sealed blobs (:mod:`signer_nodes.node.sealing`).
+
+The single-use guarantee for nonces lives here: :meth:`NodeStore.consume_nonce`
+marks a pool entry consumed *and erases its sealed secret* in the same
+transaction that records the signing request, and the share is computed only
+after that commit. A crash afterwards loses the nonce, never reuses it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from sqlalchemy import (
+    DateTime,
+    ForeignKey,
+    Integer,
+    LargeBinary,
+    String,
+    create_engine,
+    event,
+    select,
+    update,
+)
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class KeyShareRow(Base):
+    __tablename__ = "key_shares"
+    key_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    scheme: Mapped[str] = mapped_column(String(32))
+    epoch: Mapped[int] = mapped_column(Integer, default=0)
+    sealed_key_package: Mapped[bytes] = mapped_column(LargeBinary)
+    public_key_package: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class NonceRow(Base):
+    __tablename__ = "nonces"
+    nonce_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    key_id: Mapped[str] = mapped_column(ForeignKey("key_shares.key_id"), index=True)
+    commitments: Mapped[bytes] = mapped_column(LargeBinary)
+    sealed_nonces: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    state: Mapped[str] = mapped_column(String(16), default="unused", index=True)
+    request_id: Mapped[str | None] = mapped_column(String(160), nullable=True)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class SignRecordRow(Base):
+    """The node's own signing history (also the input of velocity policy)."""
+
+    __tablename__ = "sign_records"
+    request_id: Mapped[str] = mapped_column(String(160), primary_key=True)
+    key_id: Mapped[str] = mapped_column(String(64), index=True)
+    package_digest: Mapped[bytes] = mapped_column(LargeBinary)
+    nonce_id: Mapped[str] = mapped_column(String(64))
+    signature_share: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class StoreError(Exception):
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+@dataclass(frozen=True, slots=True)
+class ConsumedNonce:
+    """The sealed nonces of a pool entry, now consumed for ``request_id``."""
+
+    sealed_nonces: bytes
+    commitments: bytes
+
+
+def make_engine(url: str) -> Engine:
+    engine = create_engine(url, pool_pre_ping=True)
+    if engine.dialect.name == "sqlite":
+
+        @event.listens_for(engine, "connect")
+        def _pragmas(conn, _record):  # type: ignore[no-untyped-def]
+            cur = conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=FULL")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.close()
+
+    return engine
+
+
+class NodeStore:
+    def __init__(self, url: str) -> None:
+        self.engine = make_engine(url)
+        Base.metadata.create_all(self.engine)
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+
+    @contextmanager
+    def transaction(self) -> Iterator[Session]:
+        with self._sessions.begin() as session:
+            yield session
+
+    # -- keys ------------------------------------------------------------------
+
+    def save_key(
+        self, key_id: str, scheme: str, sealed: bytes, public: bytes, epoch: int = 0
+    ) -> None:
+        with self.transaction() as s:
+            row = s.get(KeyShareRow, key_id)
+            if row is None:
+                s.add(
+                    KeyShareRow(
+                        key_id=key_id,
+                        scheme=scheme,
+                        epoch=epoch,
+                        sealed_key_package=sealed,
+                        public_key_package=public,
+                    )
+                )
+            else:
+                if epoch <= row.epoch:
+                    raise StoreError(
+                        "STALE_EPOCH", "a key share may only be replaced by a newer epoch"
+                    )
+                row.epoch, row.sealed_key_package, row.public_key_package = epoch, sealed, public
+                # Nonces committed under the old share cannot be used with the new one.
+                s.execute(
+                    update(NonceRow)
+                    .where(NonceRow.key_id == key_id, NonceRow.state == "unused")
+                    .values(state="retired", sealed_nonces=None)
+                )
+
+    def load_key(self, key_id: str) -> KeyShareRow:
+        with self.transaction() as s:
+            row = s.get(KeyShareRow, key_id)
+            if row is None:
+                raise StoreError("KEY_NOT_FOUND", f"this node holds no share of key {key_id}")
+            s.expunge(row)
+            return row
+
+    # -- nonce pool -----------------------------------------------------------
+
+    def add_nonces(self, key_id: str, entries: list[tuple[str, bytes, bytes]]) -> None:
+        """``entries``: (nonce id, commitments, sealed nonces)."""
+        with self.transaction() as s:
+            for nonce_id, commitments, sealed in entries:
+                s.add(
+                    NonceRow(
+                        nonce_id=nonce_id,
+                        key_id=key_id,
+                        commitments=commitments,
+                        sealed_nonces=sealed,
+                    )
+                )
+
+    def consume_nonce(
+        self,
+        *,
+        request_id: str,
+        key_id: str,
+        nonce_id: str,
+        package_digest: bytes,
+        expected_commitments: bytes,
+    ) -> ConsumedNonce:
+        """Atomically: refuse a used nonce or one whose commitments are not the
+        ones in the signing package, mark it consumed, erase its secret, and
+        record the request in the node's history."""
+        with self.transaction() as s:
+            if s.get(SignRecordRow, request_id) is not None:
+                raise StoreError(
+                    "REQUEST_ALREADY_SIGNED",
+                    f"request {request_id} was already signed by this node",
+                )
+            row = s.execute(
+                select(NonceRow)
+                .where(NonceRow.nonce_id == nonce_id, NonceRow.key_id == key_id)
+                .with_for_update()
+            ).scalar_one_or_none()
+            if row is None:
+                raise StoreError("NONCE_NOT_FOUND", f"no pool nonce {nonce_id} for key {key_id}")
+            if row.state != "unused" or row.sealed_nonces is None:
+                raise StoreError("NONCE_ALREADY_USED", f"pool nonce {nonce_id} is {row.state}")
+            if row.commitments != expected_commitments:
+                raise StoreError(
+                    "COMMITMENT_MISMATCH", "the package carries other commitments for this node"
+                )
+            out = ConsumedNonce(row.sealed_nonces, row.commitments)
+            result = s.execute(
+                update(NonceRow)
+                .where(NonceRow.nonce_id == nonce_id, NonceRow.state == "unused")
+                .values(state="consumed", sealed_nonces=None, request_id=request_id)
+            )
+            if result.rowcount != 1:  # type: ignore[attr-defined]
+                raise StoreError(
+                    "NONCE_ALREADY_USED", f"pool nonce {nonce_id} was consumed concurrently"
+                )
+            s.add(
+                SignRecordRow(
+                    request_id=request_id,
+                    key_id=key_id,
+                    package_digest=package_digest,
+                    nonce_id=nonce_id,
+                )
+            )
+            return out
+
+    def record_share(self, request_id: str, share: bytes) -> None:
+        with self.transaction() as s:
+            row = s.get(SignRecordRow, request_id)
+            if row is None:
+                raise StoreError("INTERNAL", "no record for a share just computed")
+            row.signature_share = share
+
+    def sign_record(self, request_id: str) -> SignRecordRow | None:
+        with self.transaction() as s:
+            row = s.get(SignRecordRow, request_id)
+            if row is not None:
+                s.expunge(row)
+            return row
+
+    def unused_nonce_count(self, key_id: str) -> int:
+        with self.transaction() as s:
+            rows = s.execute(
+                select(NonceRow.nonce_id).where(
+                    NonceRow.key_id == key_id, NonceRow.state == "unused"
+                )
+            )
+            return len(rows.all())
