@@ -1,0 +1,218 @@
+"""CustodyService: the institution-facing gRPC API, kept thin.
+
+The tenant is the verified client certificate's common name, which must be a
+tenant of this cluster; everything else is converted to domain types and
+handed to the :class:`~custody.coordinator.engine.Coordinator`. Errors are
+google.rpc.Status with an ErrorInfo reason (see docs/errors.md).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TypeVar
+
+import grpc
+
+from custody._pb.custody.v1 import custody_pb2 as pb
+from custody._pb.custody.v1 import custody_pb2_grpc
+from custody.coordinator.engine import Coordinator, SignInput
+from custody.coordinator.store import KeyRow, OperationRow, SignatureRequestRow
+from signer_nodes.grpc_errors import ServiceError, abort
+from signer_nodes.node.server import peer_common_names
+
+T = TypeVar("T")
+SCHEME_TO_API = {
+    pb.SCHEME_ECDSA_SECP256K1: "ecdsa-secp256k1",
+    pb.SCHEME_EDDSA_ED25519: "eddsa-ed25519",
+    pb.SCHEME_SCHNORR_BIP340: "schnorr-bip340",
+}
+INTERNAL_TO_PROTO = {
+    "frost-ed25519": pb.SCHEME_EDDSA_ED25519,
+    "frost-bip340": pb.SCHEME_SCHNORR_BIP340,
+    "ecdsa-dkls23": pb.SCHEME_ECDSA_SECP256K1,
+}
+STATE_TO_PROTO = {
+    "PENDING": pb.REQUEST_STATE_PENDING,
+    "SIGNING": pb.REQUEST_STATE_SIGNING,
+    "SUCCEEDED": pb.REQUEST_STATE_SUCCEEDED,
+    "FAILED": pb.REQUEST_STATE_FAILED,
+}
+
+
+def key_message(row: KeyRow) -> pb.Key:
+    return pb.Key(
+        key_id=row.key_id,
+        scheme=INTERNAL_TO_PROTO[row.scheme],
+        public_key=row.public_key,
+        threshold=row.threshold,
+        participants=row.participants,
+        chain_code=row.chain_code,
+        create_time=row.created_at.isoformat(),
+    )
+
+
+def request_message(row: SignatureRequestRow) -> pb.SignatureRequest:
+    return pb.SignatureRequest(
+        request_id=row.request_id,
+        key_id=row.key_id,
+        path=row.path,
+        state=STATE_TO_PROTO[row.state],
+        signature=row.signature or b"",
+        public_key=row.public_key or b"",
+        recovery_id=row.recovery_id,
+        error_code=row.error_code or "",
+        error_message=row.error_message or "",
+        signers=[int(x) for x in row.signers.split(",") if x],
+    )
+
+
+class CustodyServicer(custody_pb2_grpc.CustodyServiceServicer):
+    def __init__(self, coordinator: Coordinator, tenants: tuple[str, ...]) -> None:
+        self.coordinator = coordinator
+        self.tenants = set(tenants)
+
+    def _tenant(self, context: grpc.ServicerContext) -> str:
+        names = peer_common_names(context)
+        tenant = names[0].decode() if len(names) == 1 else ""
+        if tenant not in self.tenants:
+            abort(
+                context,
+                ServiceError(
+                    grpc.StatusCode.PERMISSION_DENIED,
+                    "NOT_A_TENANT",
+                    "the client certificate is not a tenant of this cluster",
+                ),
+            )
+        return tenant
+
+    def _run(self, context: grpc.ServicerContext, fn: Callable[[str], T]) -> T:
+        tenant = self._tenant(context)
+        try:
+            return fn(tenant)
+        except ServiceError as err:
+            abort(context, err)
+
+    def _operation(self, op: OperationRow, tenant: str) -> pb.Operation:
+        out = pb.Operation(
+            name=f"operations/{op.operation_id}",
+            done=op.state != "RUNNING",
+            error_code=op.error_code or "",
+            error_message=op.error_message or "",
+        )
+        if op.key_id:
+            out.key.CopyFrom(key_message(self.coordinator.get_key(tenant, op.key_id)))
+        return out
+
+    @staticmethod
+    def _operation_id(name: str) -> str:
+        if not name.startswith("operations/"):
+            raise ServiceError(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                "INVALID_OPERATION_NAME",
+                "operation names look like operations/{id}",
+            )
+        return name.removeprefix("operations/")
+
+    def CreateKey(
+        self, request: pb.CreateKeyRequest, context: grpc.ServicerContext
+    ) -> pb.Operation:
+        def go(tenant: str) -> pb.Operation:
+            scheme = SCHEME_TO_API.get(request.scheme)
+            if scheme is None:
+                raise ServiceError(
+                    grpc.StatusCode.INVALID_ARGUMENT, "UNKNOWN_SCHEME", "scheme must be set"
+                )
+            return self._operation(
+                self.coordinator.create_key(tenant, scheme, request.request_id or None), tenant
+            )
+
+        return self._run(context, go)
+
+    def GetOperation(
+        self, request: pb.GetOperationRequest, context: grpc.ServicerContext
+    ) -> pb.Operation:
+        return self._run(
+            context,
+            lambda t: self._operation(
+                self.coordinator.get_operation(t, self._operation_id(request.name)), t
+            ),
+        )
+
+    def WaitOperation(
+        self, request: pb.WaitOperationRequest, context: grpc.ServicerContext
+    ) -> pb.Operation:
+        import time
+
+        def go(tenant: str) -> pb.Operation:
+            op_id = self._operation_id(request.name)
+            deadline = time.monotonic() + max(0.0, min(request.timeout_seconds or 30.0, 120.0))
+            while True:
+                op = self.coordinator.get_operation(tenant, op_id)
+                if op.state != "RUNNING" or time.monotonic() >= deadline:
+                    return self._operation(op, tenant)
+                time.sleep(0.05)
+
+        return self._run(context, go)
+
+    def GetKey(self, request: pb.GetKeyRequest, context: grpc.ServicerContext) -> pb.Key:
+        return self._run(
+            context, lambda t: key_message(self.coordinator.get_key(t, request.key_id))
+        )
+
+    def ListKeys(
+        self, request: pb.ListKeysRequest, context: grpc.ServicerContext
+    ) -> pb.ListKeysResponse:
+        return self._run(
+            context,
+            lambda t: pb.ListKeysResponse(
+                keys=[key_message(k) for k in self.coordinator.list_keys(t)]
+            ),
+        )
+
+    def DeriveKey(
+        self, request: pb.DeriveKeyRequest, context: grpc.ServicerContext
+    ) -> pb.DerivedKey:
+        def go(tenant: str) -> pb.DerivedKey:
+            public_key, chain_code = self.coordinator.derive(tenant, request.key_id, request.path)
+            return pb.DerivedKey(
+                key_id=request.key_id,
+                path=request.path,
+                public_key=public_key,
+                chain_code=chain_code,
+            )
+
+        return self._run(context, go)
+
+    def RequestSignature(
+        self, request: pb.RequestSignatureRequest, context: grpc.ServicerContext
+    ) -> pb.SignatureRequest:
+        def go(tenant: str) -> pb.SignatureRequest:
+            kind = request.WhichOneof("payload")
+            if kind is None:
+                raise ServiceError(
+                    grpc.StatusCode.INVALID_ARGUMENT, "PAYLOAD_MISSING", "set digest or message"
+                )
+            payload = request.digest if kind == "digest" else request.message
+            inp = SignInput(request.request_id, request.key_id, request.path, kind, payload)
+            return request_message(self.coordinator.request_signature(tenant, inp))
+
+        return self._run(context, go)
+
+    def GetSignatureRequest(
+        self, request: pb.GetSignatureRequestRequest, context: grpc.ServicerContext
+    ) -> pb.SignatureRequest:
+        return self._run(
+            context, lambda t: request_message(self.coordinator.get_request(t, request.request_id))
+        )
+
+    def WaitSignatureRequest(
+        self, request: pb.WaitSignatureRequestRequest, context: grpc.ServicerContext
+    ) -> pb.SignatureRequest:
+        return self._run(
+            context,
+            lambda t: request_message(
+                self.coordinator.wait_request(
+                    t, request.request_id, request.timeout_seconds or 30.0
+                )
+            ),
+        )

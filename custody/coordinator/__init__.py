@@ -1,0 +1,1 @@
+"""The coordinator: drives signer nodes through protocol rounds, holds no secrets."""

@@ -1,0 +1,568 @@
+"""The coordinator's work: key generation, nonce pools, signing with retries.
+
+It holds no secret: it relays sealed envelopes between nodes (reading only
+their headers to route them), keeps public key material, and aggregates
+signature shares, verifying each result before it is stored.
+"""
+
+from __future__ import annotations
+
+import functools
+import secrets
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+import structlog
+from sqlalchemy import select
+
+from custody._pb.custody.node.v1 import node_pb2
+from custody.config import ClusterConfig
+from custody.coordinator.nodes import RPC_TIMEOUT, NodeClients
+from custody.coordinator.store import (
+    CoordinatorStore,
+    KeyRow,
+    OperationRow,
+    PoolNonceRow,
+    SignatureRequestRow,
+)
+from signer_nodes.grpc_errors import ServiceError, reason_of
+from signer_nodes.mpc.bip32 import InvalidPathError, parse_path
+from signer_nodes.mpc.errors import InvalidSignatureShareError, MpcError
+from signer_nodes.mpc.frost import (
+    SUITES,
+    PublicKeyPackage,
+    SignatureShare,
+    SigningCommitments,
+    SigningPackage,
+    aggregate,
+)
+from signer_nodes.mpc.frost.ciphersuite import Ciphersuite
+from signer_nodes.mpc.hd import derived_packages
+from signer_nodes.wire.secure import SealedEnvelope
+
+log = structlog.get_logger("coordinator")
+INVALID = grpc.StatusCode.INVALID_ARGUMENT
+API_SCHEMES = {"eddsa-ed25519": "frost-ed25519", "schnorr-bip340": "frost-bip340"}
+FINAL = {"SUCCEEDED", "FAILED"}
+
+
+@dataclass(frozen=True, slots=True)
+class SignInput:
+    request_id: str
+    key_id: str
+    path: str
+    payload_kind: str
+    payload: bytes
+
+
+def _check_request_id(request_id: str) -> None:
+    if not 1 <= len(request_id) <= 128 or not all(c.isalnum() or c in "._:-" for c in request_id):
+        raise ServiceError(
+            INVALID, "INVALID_REQUEST_ID", "request_id must be 1-128 characters [A-Za-z0-9._:-]"
+        )
+
+
+class Coordinator:
+    def __init__(
+        self, config: ClusterConfig, store: CoordinatorStore, clients: NodeClients
+    ) -> None:
+        self.config = config
+        self.store = store
+        self.clients = clients
+        self.pool = ThreadPoolExecutor(
+            max_workers=max(8, 2 * len(config.nodes)), thread_name_prefix="coord"
+        )
+        self.background = ThreadPoolExecutor(max_workers=4, thread_name_prefix="coord-bg")
+        self._request_locks: dict[tuple[str, str], threading.Lock] = defaultdict(threading.Lock)
+        self._locks_guard = threading.Lock()
+
+    def close(self) -> None:
+        self.background.shutdown(wait=False, cancel_futures=True)
+        self.pool.shutdown(wait=False, cancel_futures=True)
+
+    # -- sessions ---------------------------------------------------------------
+
+    def _fan_out(self, calls: dict[int, Callable[[], Any]]) -> dict[int, Any]:
+        futures: dict[int, Future[Any]] = {i: self.pool.submit(fn) for i, fn in calls.items()}
+        return {i: f.result() for i, f in futures.items()}
+
+    def run_session(
+        self, node_ids: list[int], start: node_pb2.StartSessionRequest
+    ) -> dict[int, node_pb2.SessionUpdate]:
+        """Start a session on ``node_ids`` and relay sealed envelopes until every node is done."""
+        updates = self._fan_out(
+            {
+                i: functools.partial(self.clients.stub(i).StartSession, start, timeout=RPC_TIMEOUT)
+                for i in node_ids
+            }
+        )
+        final: dict[int, node_pb2.SessionUpdate] = {}
+        for _ in range(64):  # rounds; every protocol here has a handful
+            inbox: dict[int, list[bytes]] = defaultdict(list)
+            for node_id, upd in updates.items():
+                if upd.state != node_pb2.SESSION_STATE_RUNNING:
+                    final[node_id] = upd
+                for raw in upd.envelopes:
+                    env = SealedEnvelope.from_bytes(raw).envelope
+                    targets = (
+                        [env.recipient]
+                        if env.recipient is not None
+                        else [n for n in node_ids if n != env.sender]
+                    )
+                    for t in targets:
+                        inbox[t].append(raw)
+            running = [i for i in node_ids if i not in final]
+            if not running:
+                return final
+            deliveries = {i: inbox.get(i, []) for i in running}
+            if not any(deliveries.values()):
+                raise ServiceError(
+                    grpc.StatusCode.ABORTED, "SESSION_STALLED", "protocol session made no progress"
+                )
+            updates = self._fan_out(
+                {
+                    i: functools.partial(
+                        self.clients.stub(i).Deliver,
+                        node_pb2.DeliverRequest(session_id=start.session_id, envelopes=batch),
+                        timeout=RPC_TIMEOUT,
+                    )
+                    for i, batch in deliveries.items()
+                    if batch
+                }
+            )
+        raise ServiceError(
+            grpc.StatusCode.ABORTED, "SESSION_STALLED", "protocol session did not finish"
+        )
+
+    # -- keys -------------------------------------------------------------------
+
+    def create_key(self, tenant: str, api_scheme: str, idempotency_key: str | None) -> OperationRow:
+        scheme = API_SCHEMES.get(api_scheme)
+        if scheme is None:
+            if api_scheme == "ecdsa-secp256k1":
+                raise ServiceError(
+                    grpc.StatusCode.UNIMPLEMENTED,
+                    "SCHEME_NOT_AVAILABLE",
+                    "threshold ECDSA (DKLs23) is not wired into the service yet",
+                )
+            raise ServiceError(INVALID, "UNKNOWN_SCHEME", f"unknown scheme {api_scheme!r}")
+        with self.store.transaction() as s:
+            if idempotency_key:
+                existing = s.execute(
+                    select(OperationRow).where(
+                        OperationRow.tenant == tenant,
+                        OperationRow.idempotency_key == idempotency_key,
+                    )
+                ).scalar_one_or_none()
+                if existing is not None:
+                    s.expunge(existing)
+                    return existing
+            op = OperationRow(
+                operation_id=secrets.token_hex(8),
+                tenant=tenant,
+                idempotency_key=idempotency_key or None,
+                scheme=scheme,
+            )
+            s.add(op)
+            s.flush()
+            s.expunge(op)
+        self.background.submit(self._generate_key, op.operation_id, tenant, scheme)
+        return op
+
+    def _finish_operation(self, operation_id: str, **values: Any) -> None:
+        with self.store.transaction() as s:
+            op = s.get(OperationRow, operation_id)
+            assert op is not None
+            for k, v in values.items():
+                setattr(op, k, v)
+
+    def _generate_key(self, operation_id: str, tenant: str, scheme: str) -> None:
+        key_id = f"key_{secrets.token_hex(8)}"
+        node_ids = [n.node_id for n in self.config.nodes]
+        suite = SUITES[scheme]
+        try:
+            start = node_pb2.StartSessionRequest(
+                session_id=secrets.token_bytes(32),
+                kind=node_pb2.SESSION_KIND_DKG,
+                key_id=key_id,
+                scheme=scheme,
+                parties=node_ids,
+                threshold=self.config.threshold,
+            )
+            results = self.run_session(node_ids, start)
+            aborted = {
+                i: u for i, u in results.items() if u.state != node_pb2.SESSION_STATE_FINISHED
+            }
+            if aborted:
+                culprits = sorted({c for u in aborted.values() for c in u.culprits})
+                codes = sorted({u.error_code for u in aborted.values()})
+                raise ServiceError(
+                    grpc.StatusCode.ABORTED,
+                    "DKG_ABORTED",
+                    f"key generation aborted ({', '.join(codes)}); culprits {culprits}",
+                )
+            packages = {u.public_key_package for u in results.values()}
+            if len(packages) != 1:
+                raise ServiceError(
+                    grpc.StatusCode.ABORTED,
+                    "DKG_INCONSISTENT",
+                    "nodes disagree on the public key package",
+                )
+            public = PublicKeyPackage.from_bytes(packages.pop())
+            pk = suite.serialize_public_key(suite.tweak_public_key(public.group_public_key, None))
+            with self.store.transaction() as s:
+                s.add(
+                    KeyRow(
+                        key_id=key_id,
+                        tenant=tenant,
+                        scheme=scheme,
+                        threshold=public.min_signers,
+                        participants=len(node_ids),
+                        public_key=pk,
+                        public_key_package=public.to_bytes(),
+                        chain_code=public.chain_code,
+                    )
+                )
+            log.info("key_created", key_id=key_id, tenant=tenant, scheme=scheme)
+            self.fill_pools(key_id, node_ids)
+            self._finish_operation(operation_id, state="DONE", key_id=key_id)
+        except ServiceError as err:
+            log.warning("key_generation_failed", operation_id=operation_id, reason=err.reason)
+            self._finish_operation(
+                operation_id, state="FAILED", error_code=err.reason, error_message=err.message
+            )
+        except grpc.RpcError as exc:
+            self._finish_operation(
+                operation_id,
+                state="FAILED",
+                error_code="NODE_UNAVAILABLE",
+                error_message=f"a node failed: {exc.code().name}",
+            )
+        except Exception as exc:  # keep the operation from hanging forever; log the type only
+            log.error("key_generation_crashed", operation_id=operation_id, error=type(exc).__name__)
+            self._finish_operation(
+                operation_id, state="FAILED", error_code="INTERNAL", error_message="internal error"
+            )
+
+    def fill_pools(self, key_id: str, node_ids: Iterable[int]) -> None:
+        target = self.config.nonce_pool_target
+        for node_id in node_ids:
+            missing = target - self.store.pool_level(key_id, node_id)
+            if missing <= 0:
+                continue
+            try:
+                resp = self.clients.stub(node_id).PrepareNonces(
+                    node_pb2.PrepareNoncesRequest(key_id=key_id, count=missing), timeout=RPC_TIMEOUT
+                )
+            except grpc.RpcError:
+                log.warning("pool_refill_failed", key_id=key_id, node_id=node_id)
+                continue
+            with self.store.transaction() as s:
+                for n in resp.nonces:
+                    s.add(
+                        PoolNonceRow(
+                            nonce_id=n.nonce_id,
+                            key_id=key_id,
+                            node_id=node_id,
+                            commitments=n.commitments,
+                        )
+                    )
+
+    def get_key(self, tenant: str, key_id: str) -> KeyRow:
+        with self.store.transaction() as s:
+            row = s.get(KeyRow, key_id)
+            if row is None or row.tenant != tenant:  # another tenant's key does not exist for you
+                raise ServiceError(grpc.StatusCode.NOT_FOUND, "KEY_NOT_FOUND", f"no key {key_id}")
+            s.expunge(row)
+            return row
+
+    def list_keys(self, tenant: str) -> list[KeyRow]:
+        with self.store.transaction() as s:
+            rows = list(
+                s.execute(
+                    select(KeyRow).where(KeyRow.tenant == tenant).order_by(KeyRow.created_at)
+                ).scalars()
+            )
+            for r in rows:
+                s.expunge(r)
+            return rows
+
+    def derive(self, tenant: str, key_id: str, path: str) -> tuple[bytes, bytes]:
+        key = self.get_key(tenant, key_id)
+        suite = SUITES[key.scheme]
+        try:
+            _, public = derived_packages(
+                None, PublicKeyPackage.from_bytes(key.public_key_package), path
+            )
+        except InvalidPathError as exc:
+            raise ServiceError(INVALID, exc.code, str(exc)) from None
+        return suite.serialize_public_key(
+            suite.tweak_public_key(public.group_public_key, None)
+        ), public.chain_code
+
+    def get_operation(self, tenant: str, operation_id: str) -> OperationRow:
+        with self.store.transaction() as s:
+            op = s.get(OperationRow, operation_id)
+            if op is None or op.tenant != tenant:
+                raise ServiceError(
+                    grpc.StatusCode.NOT_FOUND, "OPERATION_NOT_FOUND", f"no operation {operation_id}"
+                )
+            s.expunge(op)
+            return op
+
+    # -- signing ----------------------------------------------------------------
+
+    def _lock_for(self, tenant: str, request_id: str) -> threading.Lock:
+        with self._locks_guard:
+            return self._request_locks[(tenant, request_id)]
+
+    def request_signature(self, tenant: str, inp: SignInput) -> SignatureRequestRow:
+        _check_request_id(inp.request_id)
+        key = self.get_key(tenant, inp.key_id)
+        if inp.payload_kind == "digest" and len(inp.payload) != 32:
+            raise ServiceError(INVALID, "INVALID_DIGEST", "a digest is exactly 32 bytes")
+        if inp.payload_kind == "message" and not 0 < len(inp.payload) <= 65536:
+            raise ServiceError(INVALID, "INVALID_MESSAGE", "a message is 1 to 65536 bytes")
+        if inp.path:
+            try:
+                parse_path(inp.path)
+            except InvalidPathError as exc:
+                raise ServiceError(INVALID, exc.code, str(exc)) from None
+            if key.scheme == "frost-ed25519":
+                raise ServiceError(
+                    INVALID,
+                    "BIP32_INVALID_PATH",
+                    "BIP32 derivation is defined for secp256k1 keys only",
+                )
+        with self._lock_for(tenant, inp.request_id):
+            with self.store.transaction() as s:
+                row = s.get(SignatureRequestRow, (tenant, inp.request_id))
+                if row is not None:
+                    same = (row.key_id, row.path, row.payload_kind, row.payload) == (
+                        inp.key_id,
+                        inp.path,
+                        inp.payload_kind,
+                        inp.payload,
+                    )
+                    if not same:
+                        raise ServiceError(
+                            grpc.StatusCode.ALREADY_EXISTS,
+                            "REQUEST_ID_REUSED",
+                            "request_id already used with different parameters",
+                        )
+                else:
+                    row = SignatureRequestRow(
+                        tenant=tenant,
+                        request_id=inp.request_id,
+                        key_id=inp.key_id,
+                        path=inp.path,
+                        payload_kind=inp.payload_kind,
+                        payload=inp.payload,
+                    )
+                    s.add(row)
+                s.flush()
+                s.expunge(row)
+            if row.state in FINAL:
+                return row
+            return self._sign(row, key)
+
+    def get_request(self, tenant: str, request_id: str) -> SignatureRequestRow:
+        with self.store.transaction() as s:
+            row = s.get(SignatureRequestRow, (tenant, request_id))
+            if row is None:
+                raise ServiceError(
+                    grpc.StatusCode.NOT_FOUND, "REQUEST_NOT_FOUND", f"no request {request_id}"
+                )
+            s.expunge(row)
+            return row
+
+    def wait_request(self, tenant: str, request_id: str, timeout: float) -> SignatureRequestRow:
+        deadline = time.monotonic() + max(0.0, min(timeout, 60.0))
+        while True:
+            row = self.get_request(tenant, request_id)
+            if row.state in FINAL or time.monotonic() >= deadline:
+                return row
+            time.sleep(0.05)
+
+    def _update_request(self, tenant: str, request_id: str, **values: Any) -> SignatureRequestRow:
+        with self.store.transaction() as s:
+            row = s.get(SignatureRequestRow, (tenant, request_id))
+            assert row is not None
+            for k, v in values.items():
+                setattr(row, k, v)
+            s.flush()
+            s.expunge(row)
+            return row
+
+    def _sign(self, row: SignatureRequestRow, key: KeyRow) -> SignatureRequestRow:
+        suite: Ciphersuite = SUITES[key.scheme]
+        public = PublicKeyPackage.from_bytes(key.public_key_package)
+        _, derived_public = derived_packages(None, public, row.path)
+        excluded: set[int] = set()
+        culprits: set[int] = set()
+        attempts = row.attempts
+        last_error = ("UNAVAILABLE", "fewer than t signer nodes are reachable")
+        while True:
+            # Anything reserved by an earlier attempt (or a crashed coordinator) is spent.
+            self.store.retire_reserved(f"{row.tenant}/{row.request_id}")
+            candidates = [n.node_id for n in self.config.nodes if n.node_id not in excluded]
+            if len(candidates) < public.min_signers or attempts >= len(self.config.nodes) + 2:
+                return self._update_request(
+                    row.tenant,
+                    row.request_id,
+                    state="FAILED",
+                    error_code=last_error[0],
+                    error_message=last_error[1],
+                    culprits=",".join(map(str, sorted(culprits))),
+                    attempts=attempts,
+                )
+            attempts += 1
+            tag = f"{row.tenant}/{row.request_id}"
+            chosen: dict[int, PoolNonceRow] = {}
+            for node_id in candidates:
+                if len(chosen) == public.min_signers:
+                    break
+                entry = self.store.reserve_nonce(row.key_id, node_id, tag)
+                if entry is None:
+                    self.fill_pools(row.key_id, [node_id])
+                    entry = self.store.reserve_nonce(row.key_id, node_id, tag)
+                if entry is None:
+                    excluded.add(node_id)
+                    continue
+                chosen[node_id] = entry
+            if len(chosen) < public.min_signers:
+                continue
+            signers = sorted(chosen)
+            self._update_request(
+                row.tenant,
+                row.request_id,
+                state="SIGNING",
+                attempts=attempts,
+                signers=",".join(map(str, signers)),
+            )
+            commitments = tuple(
+                SigningCommitments.decode(suite, chosen[i].commitments) for i in signers
+            )
+            package = SigningPackage(commitments, row.payload)
+            encoded = package.encode(suite)
+            node_request_id = f"{row.tenant}/{row.request_id}/{attempts}"
+
+            requests = {
+                i: node_pb2.SignShareRequest(
+                    request_id=node_request_id,
+                    key_id=row.key_id,
+                    signing_package=encoded,
+                    nonce_id=chosen[i].nonce_id,
+                    derivation_path=row.path,
+                )
+                for i in signers
+            }
+            futures = {i: self.pool.submit(self._sign_share, i, requests[i]) for i in signers}
+            shares: list[SignatureShare] = []
+            failed = False
+            for i, fut in futures.items():
+                try:
+                    shares.append(SignatureShare.decode(suite, fut.result()))
+                except grpc.RpcError as exc:
+                    failed = True
+                    excluded.add(i)
+                    reason = reason_of(exc) or exc.code().name
+                    last_error = (
+                        "UNAVAILABLE"
+                        if exc.code() == grpc.StatusCode.UNAVAILABLE
+                        else "NODE_REFUSED",
+                        f"node {i}: {reason}",
+                    )
+                    log.warning(
+                        "node_failed_to_sign", request_id=row.request_id, node_id=i, reason=reason
+                    )
+                except MpcError:
+                    failed = True
+                    excluded.add(i)
+                    culprits.add(i)
+            if failed:
+                continue
+            try:
+                signature = aggregate(suite, package, shares, derived_public)
+            except InvalidSignatureShareError as exc:
+                culprits |= exc.culprits
+                excluded |= exc.culprits
+                last_error = (
+                    "INVALID_SIGNATURE_SHARE",
+                    f"nodes {sorted(exc.culprits)} sent invalid shares",
+                )
+                log.warning(
+                    "invalid_signature_shares",
+                    request_id=row.request_id,
+                    culprits=sorted(exc.culprits),
+                )
+                continue
+            pk = suite.serialize_public_key(
+                suite.tweak_public_key(derived_public.group_public_key, None)
+            )
+            self.store.retire_reserved(tag)
+            log.info(
+                "signature_created", request_id=row.request_id, key_id=row.key_id, signers=signers
+            )
+            self.background.submit(self.fill_pools, row.key_id, signers)
+            return self._update_request(
+                row.tenant,
+                row.request_id,
+                state="SUCCEEDED",
+                signature=signature,
+                public_key=pk,
+                recovery_id=-1,
+                culprits=",".join(map(str, sorted(culprits))),
+                attempts=attempts,
+            )
+
+    def _sign_share(self, node_id: int, request: node_pb2.SignShareRequest) -> bytes:
+        response = self.clients.stub(node_id).SignShare(request, timeout=15.0)
+        return bytes(response.signature_share)
+
+    def resume(self) -> None:
+        """After a restart: finish every request that was accepted but not final."""
+        with self.store.transaction() as s:
+            rows = list(
+                s.execute(
+                    select(SignatureRequestRow).where(
+                        SignatureRequestRow.state.in_(["PENDING", "SIGNING"])
+                    )
+                ).scalars()
+            )
+            for r in rows:
+                s.expunge(r)
+            ops = list(
+                s.execute(select(OperationRow).where(OperationRow.state == "RUNNING")).scalars()
+            )
+            for op in ops:
+                op.state, op.error_code, op.error_message = (
+                    "FAILED",
+                    "INTERRUPTED",
+                    "the coordinator restarted during key generation; create the key again",
+                )
+        for r in rows:
+            log.info("resuming_request", request_id=r.request_id, state=r.state)
+            self.background.submit(self._resume_one, r)
+
+    def _resume_one(self, row: SignatureRequestRow) -> None:
+        with self._lock_for(row.tenant, row.request_id):
+            current = self.get_request(row.tenant, row.request_id)
+            if current.state in FINAL:
+                return
+            try:
+                self._sign(current, self.get_key(row.tenant, row.key_id))
+            except ServiceError as err:
+                self._update_request(
+                    row.tenant,
+                    row.request_id,
+                    state="FAILED",
+                    error_code=err.reason,
+                    error_message=err.message,
+                )

@@ -1,0 +1,162 @@
+"""The coordinator's database: keys (public material only), operations,
+signature requests as a persisted state machine, and the nonce commitments
+each node has prepared.
+
+Request states: PENDING -> SIGNING -> SUCCEEDED | FAILED. A request is stored
+before any node is contacted, so a restarted coordinator finds every accepted
+request and resumes or fails it. Pool entries move unused -> reserved (for one
+request attempt) -> used; an entry handed to a node is never offered again,
+whatever happened to the attempt.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from sqlalchemy import (
+    DateTime,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+    func,
+    select,
+    update,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
+
+from signer_nodes.node.store import make_engine
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class KeyRow(Base):
+    __tablename__ = "keys"
+    key_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    tenant: Mapped[str] = mapped_column(String(128), index=True)
+    scheme: Mapped[str] = mapped_column(String(32))
+    threshold: Mapped[int] = mapped_column(Integer)
+    participants: Mapped[int] = mapped_column(Integer)
+    public_key: Mapped[bytes] = mapped_column(LargeBinary)
+    public_key_package: Mapped[bytes] = mapped_column(LargeBinary)
+    chain_code: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class OperationRow(Base):
+    __tablename__ = "operations"
+    operation_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    tenant: Mapped[str] = mapped_column(String(128), index=True)
+    idempotency_key: Mapped[str | None] = mapped_column(String(160), nullable=True)
+    scheme: Mapped[str] = mapped_column(String(32))
+    state: Mapped[str] = mapped_column(String(16), default="RUNNING")
+    key_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    error_code: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    error_message: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(
+        DateTime(timezone=True), default=utcnow, onupdate=utcnow
+    )
+    __table_args__ = (UniqueConstraint("tenant", "idempotency_key"),)
+
+
+class SignatureRequestRow(Base):
+    __tablename__ = "signature_requests"
+    tenant: Mapped[str] = mapped_column(String(128), primary_key=True)
+    request_id: Mapped[str] = mapped_column(String(160), primary_key=True)
+    key_id: Mapped[str] = mapped_column(String(64), index=True)
+    path: Mapped[str] = mapped_column(String(256), default="")
+    payload_kind: Mapped[str] = mapped_column(String(16))  # digest | message
+    payload: Mapped[bytes] = mapped_column(LargeBinary)
+    state: Mapped[str] = mapped_column(String(16), default="PENDING", index=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    signers: Mapped[str] = mapped_column(String(256), default="")
+    signature: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    public_key: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    recovery_id: Mapped[int] = mapped_column(Integer, default=-1)
+    error_code: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    error_message: Mapped[str | None] = mapped_column(Text, nullable=True)
+    culprits: Mapped[str] = mapped_column(String(256), default="")
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(
+        DateTime(timezone=True), default=utcnow, onupdate=utcnow
+    )
+
+
+class PoolNonceRow(Base):
+    __tablename__ = "pool_nonces"
+    nonce_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    key_id: Mapped[str] = mapped_column(String(64), index=True)
+    node_id: Mapped[int] = mapped_column(Integer, index=True)
+    commitments: Mapped[bytes] = mapped_column(LargeBinary)
+    state: Mapped[str] = mapped_column(String(16), default="unused", index=True)
+    request_id: Mapped[str | None] = mapped_column(String(160), nullable=True)
+
+
+class CoordinatorStore:
+    def __init__(self, url: str) -> None:
+        self.engine = make_engine(url)
+        Base.metadata.create_all(self.engine)
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+
+    @contextmanager
+    def transaction(self) -> Iterator[Session]:
+        with self._sessions.begin() as session:
+            yield session
+
+    def pool_level(self, key_id: str, node_id: int) -> int:
+        with self.transaction() as s:
+            count = s.execute(
+                select(func.count())
+                .select_from(PoolNonceRow)
+                .where(
+                    PoolNonceRow.key_id == key_id,
+                    PoolNonceRow.node_id == node_id,
+                    PoolNonceRow.state == "unused",
+                )
+            ).scalar_one()
+            return int(count)
+
+    def reserve_nonce(self, key_id: str, node_id: int, request_id: str) -> PoolNonceRow | None:
+        """Take one unused pool entry of ``node_id`` for ``request_id``, atomically."""
+        with self.transaction() as s:
+            for _ in range(5):
+                row = s.execute(
+                    select(PoolNonceRow)
+                    .where(
+                        PoolNonceRow.key_id == key_id,
+                        PoolNonceRow.node_id == node_id,
+                        PoolNonceRow.state == "unused",
+                    )
+                    .limit(1)
+                    .with_for_update(skip_locked=True)
+                ).scalar_one_or_none()
+                if row is None:
+                    return None
+                claimed = s.execute(
+                    update(PoolNonceRow)
+                    .where(PoolNonceRow.nonce_id == row.nonce_id, PoolNonceRow.state == "unused")
+                    .values(state="reserved", request_id=request_id)
+                )
+                if claimed.rowcount == 1:  # type: ignore[attr-defined]
+                    s.expunge(row)
+                    return row
+            return None
+
+    def retire_reserved(self, request_id: str) -> None:
+        """Every entry reserved for ``request_id`` is spent, whatever happened."""
+        with self.transaction() as s:
+            s.execute(
+                update(PoolNonceRow)
+                .where(PoolNonceRow.request_id == request_id, PoolNonceRow.state == "reserved")
+                .values(state="used")
+            )

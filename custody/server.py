@@ -1,0 +1,87 @@
+"""The coordinator process: ``python -m custody.server --data-dir D``.
+
+Serves CustodyService over mTLS (tenants authenticate with client
+certificates from the cluster CA), gRPC health checking and reflection, and
+drives the signer nodes with its own client certificate.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+from concurrent import futures
+
+import grpc
+import structlog
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from custody._pb.custody.v1 import custody_pb2, custody_pb2_grpc
+from custody.api import CustodyServicer
+from custody.config import ClusterConfig
+from custody.coordinator.engine import Coordinator
+from custody.coordinator.nodes import NodeClients
+from custody.coordinator.store import CoordinatorStore
+from custody.logging import configure_logging
+
+SERVICE_NAME = custody_pb2.DESCRIPTOR.services_by_name["CustodyService"].full_name
+MAX_REQUEST_BYTES = 1 << 20
+
+
+def build_server(config: ClusterConfig) -> tuple[grpc.Server, Coordinator, int]:
+    store = CoordinatorStore(config.coordinator_database_url())
+    coordinator = Coordinator(config, store, NodeClients(config))
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=32),
+        options=[("grpc.max_receive_message_length", MAX_REQUEST_BYTES)],
+    )
+    custody_pb2_grpc.add_CustodyServiceServicer_to_server(
+        CustodyServicer(coordinator, config.tenants), server
+    )
+    health_servicer = health.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection(
+        (
+            SERVICE_NAME,
+            health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+            reflection.SERVICE_NAME,
+        ),
+        server,
+    )
+    cdir = config.coordinator_dir
+    credentials = grpc.ssl_server_credentials(
+        [((cdir / "server.key").read_bytes(), (cdir / "server.pem").read_bytes())],
+        root_certificates=config.ca_cert.read_bytes(),
+        require_client_auth=True,
+    )
+    port = server.add_secure_port(config.coordinator_address, credentials)
+    health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
+    health_servicer.set(SERVICE_NAME, health_pb2.HealthCheckResponse.SERVING)
+    return server, coordinator, port
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="custody-coordinator")
+    parser.add_argument("--data-dir", required=True)
+    args = parser.parse_args(argv)
+    configure_logging("coordinator")
+    log = structlog.get_logger("coordinator")
+    config = ClusterConfig.load(args.data_dir)
+    server, coordinator, port = build_server(config)
+    server.start()
+    coordinator.resume()
+    log.info("coordinator_serving", address=config.coordinator_address, port=port)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    stop.wait()
+    server.stop(grace=2).wait()
+    coordinator.close()
+    log.info("coordinator_stopped")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
