@@ -1,0 +1,207 @@
+"""A node's own signing history: the entries velocity rules sum over, an index that
+answers sliding-window queries in O(log n), and the hash chain that commits to it.
+
+Window semantics (exact, documented in ``docs/policy-format.md``): at evaluation time
+``now`` a velocity window of ``W`` seconds contains every entry with
+``timestamp > now - W``. An entry exactly ``W`` seconds old has left the window; entries
+dated after ``now`` (a peer's clock ahead of ours) are inside it, which errs on the side
+of refusing.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_right
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+from policy._codec import ZERO_HASH, hash_tagged, i64, lps, uint_var
+from policy.document import VelocityScope
+from policy.request import SigningRequest, request_digest, valid_identifier
+
+_ALL_ASSETS = ""  # never a valid asset identifier, so usable as the "any asset" index key
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HistoryEntry:
+    """One request this node contributed a signature share to (or learned of from a
+    verified peer report). ``timestamp`` is the signing node's clock at signing time."""
+
+    request_id: str
+    request_digest: bytes
+    key_id: str
+    initiator: str
+    tenant: str
+    asset: str
+    amount: int
+    timestamp: int
+
+    def __post_init__(self) -> None:
+        for name in ("request_id", "key_id", "initiator", "tenant", "asset"):
+            if not valid_identifier(getattr(self, name)):
+                raise ValueError(f"{name}: not a valid identifier")
+        if len(self.request_digest) != 32:
+            raise ValueError("request_digest: 32 bytes")
+        if isinstance(self.amount, bool) or not 0 <= self.amount < 1 << 256:
+            raise ValueError("amount: an integer in [0, 2^256)")
+        if isinstance(self.timestamp, bool) or not 0 <= self.timestamp < 1 << 62:
+            raise ValueError("timestamp: unix seconds")
+
+    @classmethod
+    def for_request(cls, request: SigningRequest, timestamp: int) -> HistoryEntry:
+        return cls(
+            request_id=request.request_id,
+            request_digest=request_digest(request),
+            key_id=request.key_id,
+            initiator=request.initiator,
+            tenant=request.tenant,
+            asset=request.asset,
+            amount=request.amount,
+            timestamp=timestamp,
+        )
+
+    def encode(self) -> bytes:
+        return b"".join(
+            (
+                lps(self.request_id),
+                self.request_digest,
+                lps(self.key_id),
+                lps(self.initiator),
+                lps(self.tenant),
+                lps(self.asset),
+                uint_var(self.amount),
+                i64(self.timestamp),
+            )
+        )
+
+    def scope_value(self, scope: VelocityScope) -> str:
+        if scope is VelocityScope.KEY:
+            return self.key_id
+        if scope is VelocityScope.INITIATOR:
+            return self.initiator
+        return self.tenant
+
+
+class History:
+    """An immutable set of history entries, unique by ``request_id``, indexed for
+    sliding-window sums and counts per (scope, scope value, asset)."""
+
+    __slots__ = ("_by_id", "_index")
+
+    def __init__(self, entries: Iterable[HistoryEntry] = ()) -> None:
+        by_id: dict[str, HistoryEntry] = {}
+        for e in entries:
+            old = by_id.get(e.request_id)
+            if old is not None:
+                if old.request_digest != e.request_digest:
+                    raise ValueError(f"two different requests with id {e.request_id!r}")
+                if old.timestamp >= e.timestamp:
+                    continue  # keep the latest timestamp: it stays longest in the windows
+            by_id[e.request_id] = e
+        self._by_id = by_id
+        buckets: dict[tuple[VelocityScope, str, str], list[tuple[int, int]]] = {}
+        for e in by_id.values():
+            for scope in VelocityScope:
+                value = e.scope_value(scope)
+                for asset in (e.asset, _ALL_ASSETS):
+                    buckets.setdefault((scope, value, asset), []).append((e.timestamp, e.amount))
+        index: dict[tuple[VelocityScope, str, str], tuple[list[int], list[int]]] = {}
+        for k, rows in buckets.items():
+            rows.sort()
+            prefix = [0]
+            for _, amount in rows:
+                prefix.append(prefix[-1] + amount)
+            index[k] = ([t for t, _ in rows], prefix)
+        self._index = index
+
+    def __len__(self) -> int:
+        return len(self._by_id)
+
+    def __iter__(self) -> Iterator[HistoryEntry]:
+        return iter(self._by_id.values())
+
+    def get(self, request_id: str) -> HistoryEntry | None:
+        return self._by_id.get(request_id)
+
+    def without(self, request_id: str) -> History:
+        return History(e for e in self._by_id.values() if e.request_id != request_id)
+
+    def window(
+        self, scope: VelocityScope, value: str, asset: str | None, after: int
+    ) -> tuple[int, int]:
+        """``(count, sum of amounts)`` of entries in ``scope``/``value`` (and ``asset``, or
+        any asset for ``None``) with ``timestamp > after``."""
+        found = self._index.get((scope, value, _ALL_ASSETS if asset is None else asset))
+        if found is None:
+            return 0, 0
+        times, prefix = found
+        i = bisect_right(times, after)
+        return len(times) - i, prefix[-1] - prefix[i]
+
+
+def chain_step(prev: bytes, entry: HistoryEntry) -> bytes:
+    """``head_k = SHA-256(tag("history") || head_{k-1} || encode(entry_k))``."""
+    return hash_tagged("history", prev, entry.encode())
+
+
+class NodeHistory:
+    """The append-only, hash-chained log of what one node signed, in signing order.
+
+    ``heads[k]`` commits to the first ``k`` entries (``heads[0]`` is 32 zero bytes), so a
+    node can later prove that a report it sends is a contiguous suffix of its log and a
+    peer that remembers an earlier head can check the log was only extended, never
+    rewritten (:mod:`policy.exchange`).
+    """
+
+    __slots__ = ("_entries", "_heads", "_history")
+
+    def __init__(self, entries: Iterable[HistoryEntry] = ()) -> None:
+        self._entries: list[HistoryEntry] = []
+        self._heads: list[bytes] = [ZERO_HASH]
+        for e in entries:
+            self._append(e)
+        self._history: History | None = None
+
+    def _append(self, entry: HistoryEntry) -> None:
+        self._entries.append(entry)
+        self._heads.append(chain_step(self._heads[-1], entry))
+
+    def append(self, entry: HistoryEntry) -> NodeHistory:
+        """A new log with ``entry`` appended (the receiver is unchanged)."""
+        out = NodeHistory.__new__(NodeHistory)
+        out._entries = [*self._entries, entry]
+        out._heads = [*self._heads, chain_step(self._heads[-1], entry)]
+        out._history = None
+        return out
+
+    @property
+    def count(self) -> int:
+        return len(self._entries)
+
+    @property
+    def head(self) -> bytes:
+        return self._heads[-1]
+
+    def head_at(self, count: int) -> bytes:
+        return self._heads[count]
+
+    @property
+    def entries(self) -> tuple[HistoryEntry, ...]:
+        return tuple(self._entries)
+
+    def suffix_from(self, start: int) -> tuple[HistoryEntry, ...]:
+        return tuple(self._entries[start:])
+
+    def first_index_after(self, after: int) -> int:
+        """The smallest ``k`` such that every entry from ``k`` on has ``timestamp > after``
+        as far as the log order goes: the start of the suffix a report must include so
+        that it contains every entry newer than ``after``."""
+        k = len(self._entries)
+        for i in range(len(self._entries) - 1, -1, -1):
+            if self._entries[i].timestamp > after:
+                k = i
+        return k
+
+    def as_history(self) -> History:
+        if self._history is None:
+            self._history = History(self._entries)
+        return self._history
