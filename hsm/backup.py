@@ -399,6 +399,12 @@ class _BackupFile:
             raise HsmError(
                 Code.BACKUP_WRONG_NODE, f"backup is of node {m.node_id}, not of node {node_id}"
             )
+        refused = sorted({e.kind.value for e in m.entries} - set(BACKUP_KINDS))
+        if refused:
+            raise HsmError(
+                Code.BACKUP_KIND_REFUSED,
+                f"backup holds {', '.join(refused)} records, which are never restored",
+            )
 
     def decrypt_all(self, holder: BackupKeyHolder) -> Iterator[bytes]:
         """Yield each record's plaintext, decrypted inside the backup token."""
@@ -575,12 +581,6 @@ def restore_backup(
     """
     backup = _BackupFile.read(path)
     backup.check(holder, cluster_id=cluster_id, node_id=store.node_id)
-    refused = sorted({e.kind.value for e in backup.manifest.entries} - set(BACKUP_KINDS))
-    if refused:
-        raise HsmError(
-            Code.BACKUP_KIND_REFUSED,
-            f"backup holds {', '.join(refused)} records, which are never restored",
-        )
     taken = [e for e in backup.manifest.entries if store.get(e.kind, e.key_id, e.epoch) is not None]
     if taken:
         raise HsmError(

@@ -96,60 +96,85 @@ def provision_token(
     pin: PinSource | None = None,
     module_path: Path | None = None,
 ) -> HsmConfig:
-    """Initialise token ``label`` under ``home`` unless it exists; return its config.
+    """Initialise token ``label`` under ``home`` unless it exists; return its config."""
+    return provision_tokens(
+        home, [label], pins={label: pin} if pin else None, module_path=module_path
+    )[label]
 
-    Idempotent: an existing token is left untouched (its PIN source must be the
-    one given now or the default PIN file). On failure nothing is left behind:
-    the token and any PIN file written by this call are removed.
+
+def provision_tokens(
+    home: SoftHsmHome,
+    labels: list[str],
+    *,
+    pins: dict[str, PinSource] | None = None,
+    module_path: Path | None = None,
+) -> dict[str, HsmConfig]:
+    """Initialise every token in ``labels`` that does not exist yet (one child
+    process for all); return each token's config.
+
+    Idempotent: existing tokens are left untouched (their PIN source must be
+    the one given now, or the default PIN file). On failure nothing is left
+    behind: the tokens and PIN files written by this call are removed.
     """
     home.ensure()
     module = find_module(module_path)
     env = {CONF_ENV: str(home.conf.resolve())}
-    config = HsmConfig(
-        token_label=label,
-        pin=pin or PinSource(file=home.pins / f"{label}.pin"),
-        module_path=module_path,
-        module_env=env,
-        oaep_hash="sha1",
-    )
-    if label in token_labels(home):
-        return config
+    configs = {
+        label: HsmConfig(
+            token_label=label,
+            pin=(pins or {}).get(label) or PinSource(file=home.pins / f"{label}.pin"),
+            module_path=module_path,
+            module_env=env,
+            oaep_hash="sha1",
+        )
+        for label in labels
+    }
+    existing = token_labels(home)
+    todo = [label for label in labels if label not in existing]
+    if not todo:
+        return configs
     written: list[Path] = []
     try:
-        if pin is None:
-            assert config.pin.file is not None
-            _write_private(config.pin.file, secrets.token_urlsafe(24) + "\n")
-            written.append(config.pin.file)
-        so_file = home.pins / f"{label}.so-pin"
-        _write_private(so_file, secrets.token_urlsafe(24) + "\n")
-        written.append(so_file)
-        request = {
-            "module": str(module),
-            "label": label,
-            "user_pin": config.pin.read(),
-            "so_pin": so_file.read_text().strip(),
-        }
+        tokens = []
+        for label in todo:
+            config = configs[label]
+            if (pins or {}).get(label) is None:
+                assert config.pin.file is not None
+                _write_private(config.pin.file, secrets.token_urlsafe(24) + "\n")
+                written.append(config.pin.file)
+            so_file = home.pins / f"{label}.so-pin"
+            _write_private(so_file, secrets.token_urlsafe(24) + "\n")
+            written.append(so_file)
+            tokens.append(
+                {
+                    "label": label,
+                    "user_pin": config.pin.read(),
+                    "so_pin": so_file.read_text().strip(),
+                }
+            )
         child = subprocess.run(
             [sys.executable, "-m", "hsm.softhsm"],
-            input=json.dumps(request),
+            input=json.dumps({"module": str(module), "tokens": tokens}),
             env={**os.environ, **env, "PYTHONPATH": _pythonpath()},
             capture_output=True,
             text=True,
-            timeout=60,
+            timeout=120,
             check=False,
         )
-        del request
+        del tokens
         if child.returncode != 0:
             raise HsmError(
                 Code.HSM_PROVISIONING_FAILED,
-                f"initialising SoftHSM2 token {label!r} failed: {child.stderr.strip()[-300:]}",
+                f"initialising SoftHSM2 tokens {', '.join(todo)} failed: "
+                f"{child.stderr.strip()[-300:]}",
             )
     except BaseException:
         for path in written:
             path.unlink(missing_ok=True)
-        _delete_token(home, label)
+        for label in todo:
+            _delete_token(home, label)
         raise
-    return config
+    return configs
 
 
 def _pythonpath() -> str:
@@ -194,30 +219,36 @@ def _child_main() -> None:
     import pkcs11
 
     request = json.loads(sys.stdin.read())
-    tmp_user, tmp_so = secrets.token_hex(8), secrets.token_hex(8)
-    result = subprocess.run(
-        [
-            softhsm_util(),
-            "--init-token",
-            "--free",
-            "--label",
-            request["label"],
-            "--so-pin",
-            tmp_so,
-            "--pin",
-            tmp_user,
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if result.returncode != 0:
-        sys.exit(result.stderr.strip() or result.stdout.strip())
-    token = pkcs11.lib(request["module"]).get_token(token_label=request["label"])
-    with token.open(rw=True, user_pin=tmp_user) as session:
-        session.set_pin(tmp_user, request["user_pin"])
-    with token.open(rw=True, so_pin=tmp_so) as session:
-        session.set_pin(tmp_so, request["so_pin"])
+    temporary = {}
+    for t in request["tokens"]:
+        tmp_user, tmp_so = secrets.token_hex(8), secrets.token_hex(8)
+        result = subprocess.run(
+            [
+                softhsm_util(),
+                "--init-token",
+                "--free",
+                "--label",
+                t["label"],
+                "--so-pin",
+                tmp_so,
+                "--pin",
+                tmp_user,
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if result.returncode != 0:
+            sys.exit(f"{t['label']}: {result.stderr.strip() or result.stdout.strip()}")
+        temporary[t["label"]] = (tmp_user, tmp_so)
+    lib = pkcs11.lib(request["module"])
+    for t in request["tokens"]:
+        tmp_user, tmp_so = temporary[t["label"]]
+        token = lib.get_token(token_label=t["label"])
+        with token.open(rw=True, user_pin=tmp_user) as session:
+            session.set_pin(tmp_user, t["user_pin"])
+        with token.open(rw=True, so_pin=tmp_so) as session:
+            session.set_pin(tmp_so, t["so_pin"])
 
 
 if __name__ == "__main__":
