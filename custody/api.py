@@ -12,6 +12,8 @@ from collections.abc import Callable
 from typing import TypeVar
 
 import grpc
+from google.protobuf.message import Message
+from google.protobuf.unknown_fields import UnknownFieldSet
 
 from custody._pb.custody.v1 import custody_pb2 as pb
 from custody._pb.custody.v1 import custody_pb2_grpc
@@ -85,8 +87,18 @@ class CustodyServicer(custody_pb2_grpc.CustodyServiceServicer):
             )
         return tenant
 
-    def _run(self, context: grpc.ServicerContext, fn: Callable[[str], T]) -> T:
+    def _run(self, context: grpc.ServicerContext, fn: Callable[[str], T], request: Message) -> T:
         tenant = self._tenant(context)
+        if len(UnknownFieldSet(request)):
+            # A field this server does not know could carry intent it would ignore.
+            abort(
+                context,
+                ServiceError(
+                    grpc.StatusCode.INVALID_ARGUMENT,
+                    "UNKNOWN_FIELD",
+                    "the request has fields this server does not understand",
+                ),
+            )
         try:
             return fn(tenant)
         except ServiceError as err:
@@ -126,7 +138,7 @@ class CustodyServicer(custody_pb2_grpc.CustodyServiceServicer):
                 self.coordinator.create_key(tenant, scheme, request.request_id or None), tenant
             )
 
-        return self._run(context, go)
+        return self._run(context, go, request)
 
     def GetOperation(
         self, request: pb.GetOperationRequest, context: grpc.ServicerContext
@@ -136,6 +148,7 @@ class CustodyServicer(custody_pb2_grpc.CustodyServiceServicer):
             lambda t: self._operation(
                 self.coordinator.get_operation(t, self._operation_id(request.name)), t
             ),
+            request,
         )
 
     def WaitOperation(
@@ -152,11 +165,11 @@ class CustodyServicer(custody_pb2_grpc.CustodyServiceServicer):
                     return self._operation(op, tenant)
                 time.sleep(0.05)
 
-        return self._run(context, go)
+        return self._run(context, go, request)
 
     def GetKey(self, request: pb.GetKeyRequest, context: grpc.ServicerContext) -> pb.Key:
         return self._run(
-            context, lambda t: key_message(self.coordinator.get_key(t, request.key_id))
+            context, lambda t: key_message(self.coordinator.get_key(t, request.key_id)), request
         )
 
     def ListKeys(
@@ -167,6 +180,7 @@ class CustodyServicer(custody_pb2_grpc.CustodyServiceServicer):
             lambda t: pb.ListKeysResponse(
                 keys=[key_message(k) for k in self.coordinator.list_keys(t)]
             ),
+            request,
         )
 
     def DeriveKey(
@@ -181,7 +195,7 @@ class CustodyServicer(custody_pb2_grpc.CustodyServiceServicer):
                 chain_code=chain_code,
             )
 
-        return self._run(context, go)
+        return self._run(context, go, request)
 
     def RequestSignature(
         self, request: pb.RequestSignatureRequest, context: grpc.ServicerContext
@@ -196,13 +210,15 @@ class CustodyServicer(custody_pb2_grpc.CustodyServiceServicer):
             inp = SignInput(request.request_id, request.key_id, request.path, kind, payload)
             return request_message(self.coordinator.request_signature(tenant, inp))
 
-        return self._run(context, go)
+        return self._run(context, go, request)
 
     def GetSignatureRequest(
         self, request: pb.GetSignatureRequestRequest, context: grpc.ServicerContext
     ) -> pb.SignatureRequest:
         return self._run(
-            context, lambda t: request_message(self.coordinator.get_request(t, request.request_id))
+            context,
+            lambda t: request_message(self.coordinator.get_request(t, request.request_id)),
+            request,
         )
 
     def WaitSignatureRequest(
@@ -215,4 +231,5 @@ class CustodyServicer(custody_pb2_grpc.CustodyServiceServicer):
                     t, request.request_id, request.timeout_seconds or 30.0
                 )
             ),
+            request,
         )
