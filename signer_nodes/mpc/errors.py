@@ -126,3 +126,20 @@ class MultiplicationCheckError(RemoteProtocolError):
     failed: the OT sender's correlation is inconsistent."""
 
     code = "RVOLE_CONSISTENCY"
+
+
+class Dkls23ConsistencyError(RemoteProtocolError):
+    """A DKLs23 signing consistency check failed (ePrint 2023/765, Protocol
+    3.6 step 8: ``chi * R_j == Gamma^u + d^u * G``, ``chi * pk_j == Gamma^v +
+    d^v * G``, ``sum_j pk_j == pk``).  The pairwise checks name the sender;
+    the sum check cannot attribute (``culprits`` is empty): abort only."""
+
+    code = "DKLS23_CONSISTENCY"
+
+
+class SignatureAbortError(RemoteProtocolError):
+    """The combined ECDSA signature does not verify (DKLs23 Protocol 3.6
+    step 10).  The paper guarantees abort here, not attribution: ``culprits``
+    is empty, and no signature is released."""
+
+    code = "ECDSA_ABORT"
