@@ -51,6 +51,16 @@ class SoftHsmHome:
     def pins(self) -> Path:
         return self.root / "pins"
 
+    def config(self, label: str, *, module_path: Path | None = None) -> HsmConfig:
+        """The config of token ``label`` with the default PIN file (no provisioning)."""
+        return HsmConfig(
+            token_label=label,
+            pin=PinSource(file=self.pins / f"{label}.pin"),
+            module_path=module_path,
+            module_env={CONF_ENV: str(self.conf.resolve())},
+            oaep_hash="sha1",
+        )
+
     def ensure(self) -> None:
         """Create the directories and the configuration file (idempotent)."""
         for d in (self.root, self.tokens, self.pins):
