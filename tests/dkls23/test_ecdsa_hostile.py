@@ -124,8 +124,9 @@ def test_keygen_base_ot_from_another_session_names_sender() -> None:
         old.var()
         return bytes(Writer().var(dkg).var(old.var()))
 
+    new_sid = secrets.token_bytes(32)
     res = run_protocol(
-        {i: KeygenParty(secrets.token_bytes(32), i, ids, 2) for i in ids},
+        {i: KeygenParty(new_sid, i, ids, 2) for i in ids},
         tamper={EVIL: _on_round(2, replay_setup)},
     )
     assert isinstance(res.aborted[1], ForeignSessionError) and res.aborted[1].culprits == {EVIL}
