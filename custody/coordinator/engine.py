@@ -81,6 +81,7 @@ class Coordinator:
         self.background = ThreadPoolExecutor(max_workers=4, thread_name_prefix="coord-bg")
         self._request_locks: dict[tuple[str, str], threading.Lock] = defaultdict(threading.Lock)
         self._locks_guard = threading.Lock()
+        self._packages: dict[tuple[str, bytes, str], PublicKeyPackage] = {}
 
     def close(self) -> None:
         self.background.shutdown(wait=False, cancel_futures=True)
@@ -400,77 +401,77 @@ class Coordinator:
             s.expunge(row)
             return row
 
+    def _public_package(self, key: KeyRow, path: str) -> PublicKeyPackage:
+        """The (derived) public key package; parsed once per key and path."""
+        cache_key = (key.key_id, key.public_key_package, path)
+        cached = self._packages.get(cache_key)
+        if cached is None:
+            _, cached = derived_packages(
+                None, PublicKeyPackage.from_bytes(key.public_key_package), path
+            )
+            if len(self._packages) > 4096:
+                self._packages.clear()
+            self._packages[cache_key] = cached
+        return cached
+
     def _sign(self, row: SignatureRequestRow, key: KeyRow) -> SignatureRequestRow:
         suite: Ciphersuite = SUITES[key.scheme]
-        public = PublicKeyPackage.from_bytes(key.public_key_package)
-        _, derived_public = derived_packages(None, public, row.path)
+        derived_public = self._public_package(key, row.path)
+        needed = derived_public.min_signers
         excluded: set[int] = set()
         culprits: set[int] = set()
         attempts = row.attempts
         last_error = ("UNAVAILABLE", "fewer than t signer nodes are reachable")
-        while True:
-            # Anything reserved by an earlier attempt (or a crashed coordinator) is spent.
-            self.store.retire_reserved(f"{row.tenant}/{row.request_id}")
-            candidates = [n.node_id for n in self.config.nodes if n.node_id not in excluded]
-            if len(candidates) < public.min_signers or attempts >= len(self.config.nodes) + 2:
-                return self._update_request(
-                    row.tenant,
-                    row.request_id,
-                    state="FAILED",
-                    error_code=last_error[0],
-                    error_message=last_error[1],
-                    culprits=",".join(map(str, sorted(culprits))),
-                    attempts=attempts,
-                )
-            attempts += 1
-            tag = f"{row.tenant}/{row.request_id}"
-            chosen: dict[int, PoolNonceRow] = {}
-            for node_id in candidates:
-                if len(chosen) == public.min_signers:
-                    break
-                entry = self.store.reserve_nonce(row.key_id, node_id, tag)
-                if entry is None:
-                    self.fill_pools(row.key_id, [node_id])
-                    entry = self.store.reserve_nonce(row.key_id, node_id, tag)
-                if entry is None:
-                    excluded.add(node_id)
-                    continue
-                chosen[node_id] = entry
-            if len(chosen) < public.min_signers:
-                continue
-            signers = sorted(chosen)
-            self._update_request(
+
+        def fail() -> SignatureRequestRow:
+            return self.store.finish_request(
                 row.tenant,
                 row.request_id,
-                state="SIGNING",
+                state="FAILED",
+                error_code=last_error[0],
+                error_message=last_error[1],
+                culprits=",".join(map(str, sorted(culprits))),
                 attempts=attempts,
-                signers=",".join(map(str, signers)),
             )
-            commitments = tuple(
-                SigningCommitments.decode(suite, chosen[i].commitments) for i in signers
+
+        while True:
+            candidates = [n.node_id for n in self.config.nodes if n.node_id not in excluded]
+            if len(candidates) < needed or attempts >= len(self.config.nodes) + 2:
+                return fail()
+            attempts += 1
+            chosen, empty = self.store.begin_attempt(
+                row.tenant, row.request_id, row.key_id, candidates, needed, attempts
             )
+            if len(chosen) < needed:
+                # Empty pools: refill them now (round one on demand), then try again.
+                self.fill_pools(row.key_id, empty)
+                chosen, empty = self.store.begin_attempt(
+                    row.tenant, row.request_id, row.key_id, candidates, needed, attempts
+                )
+                excluded |= empty
+                if len(chosen) < needed:
+                    continue
+            signers = sorted(chosen)
+            commitments = tuple(SigningCommitments.decode(suite, chosen[i][1]) for i in signers)
             package = SigningPackage(commitments, row.payload)
             encoded = package.encode(suite)
             node_request_id = f"{row.tenant}/{row.request_id}/{attempts}"
-
             requests = {
                 i: node_pb2.SignShareRequest(
                     request_id=node_request_id,
                     key_id=row.key_id,
                     signing_package=encoded,
-                    nonce_id=chosen[i].nonce_id,
+                    nonce_id=chosen[i][0],
                     derivation_path=row.path,
                 )
                 for i in signers
             }
             futures = {i: self.pool.submit(self._sign_share, i, requests[i]) for i in signers}
             shares: list[SignatureShare] = []
-            failed = False
             for i, fut in futures.items():
                 try:
                     shares.append(SignatureShare.decode(suite, fut.result()))
                 except grpc.RpcError as exc:
-                    failed = True
                     excluded.add(i)
                     reason = reason_of(exc) or exc.code().name
                     last_error = (
@@ -483,10 +484,9 @@ class Coordinator:
                         "node_failed_to_sign", request_id=row.request_id, node_id=i, reason=reason
                     )
                 except MpcError:
-                    failed = True
                     excluded.add(i)
                     culprits.add(i)
-            if failed:
+            if len(shares) < len(signers):
                 continue
             try:
                 signature = aggregate(suite, package, shares, derived_public)
@@ -506,12 +506,10 @@ class Coordinator:
             pk = suite.serialize_public_key(
                 suite.tweak_public_key(derived_public.group_public_key, None)
             )
-            self.store.retire_reserved(tag)
             log.info(
                 "signature_created", request_id=row.request_id, key_id=row.key_id, signers=signers
             )
-            self.background.submit(self.fill_pools, row.key_id, signers)
-            return self._update_request(
+            done = self.store.finish_request(
                 row.tenant,
                 row.request_id,
                 state="SUCCEEDED",
@@ -521,6 +519,18 @@ class Coordinator:
                 culprits=",".join(map(str, sorted(culprits))),
                 attempts=attempts,
             )
+            self._maybe_refill(row.key_id, signers)
+            return done
+
+    def _maybe_refill(self, key_id: str, node_ids: list[int]) -> None:
+        """Refill in the background once a pool falls below half its target."""
+        low = [
+            i
+            for i in node_ids
+            if self.store.pool_level(key_id, i) < self.config.nonce_pool_target // 2
+        ]
+        if low:
+            self.background.submit(self.fill_pools, key_id, low)
 
     def _sign_share(self, node_id: int, request: node_pb2.SignShareRequest) -> bytes:
         response = self.clients.stub(node_id).SignShare(request, timeout=15.0)

@@ -126,12 +126,33 @@ class CoordinatorStore:
             ).scalar_one()
             return int(count)
 
-    def reserve_nonce(self, key_id: str, node_id: int, request_id: str) -> PoolNonceRow | None:
-        """Take one unused pool entry of ``node_id`` for ``request_id``, atomically."""
+    def begin_attempt(
+        self,
+        tenant: str,
+        request_id: str,
+        key_id: str,
+        candidates: list[int],
+        needed: int,
+        attempt: int,
+    ) -> tuple[dict[int, tuple[str, bytes]], set[int]]:
+        """One transaction per signing attempt: retire every entry an earlier
+        attempt reserved, reserve one unused entry on each of ``needed`` nodes,
+        and mark the request SIGNING with those signers. Returns the
+        reservations and the candidates whose pools were empty."""
+        tag = f"{tenant}/{request_id}"
+        chosen: dict[int, tuple[str, bytes]] = {}
+        empty: set[int] = set()
         with self.transaction() as s:
-            for _ in range(5):
+            s.execute(
+                update(PoolNonceRow)
+                .where(PoolNonceRow.request_id == tag, PoolNonceRow.state == "reserved")
+                .values(state="used")
+            )
+            for node_id in candidates:
+                if len(chosen) == needed:
+                    break
                 row = s.execute(
-                    select(PoolNonceRow)
+                    select(PoolNonceRow.nonce_id, PoolNonceRow.commitments)
                     .where(
                         PoolNonceRow.key_id == key_id,
                         PoolNonceRow.node_id == node_id,
@@ -139,24 +160,40 @@ class CoordinatorStore:
                     )
                     .limit(1)
                     .with_for_update(skip_locked=True)
-                ).scalar_one_or_none()
+                ).first()
                 if row is None:
-                    return None
+                    empty.add(node_id)
+                    continue
                 claimed = s.execute(
                     update(PoolNonceRow)
                     .where(PoolNonceRow.nonce_id == row.nonce_id, PoolNonceRow.state == "unused")
-                    .values(state="reserved", request_id=request_id)
+                    .values(state="reserved", request_id=tag)
                 )
                 if claimed.rowcount == 1:  # type: ignore[attr-defined]
-                    s.expunge(row)
-                    return row
-            return None
+                    chosen[node_id] = (row.nonce_id, row.commitments)
+            request = s.get(SignatureRequestRow, (tenant, request_id))
+            assert request is not None
+            request.attempts = attempt
+            if len(chosen) == needed:
+                request.state = "SIGNING"
+                request.signers = ",".join(map(str, sorted(chosen)))
+        return chosen, empty
 
-    def retire_reserved(self, request_id: str) -> None:
-        """Every entry reserved for ``request_id`` is spent, whatever happened."""
+    def finish_request(self, tenant: str, request_id: str, **values: object) -> SignatureRequestRow:
+        """Record the outcome and spend every reserved entry, in one transaction."""
         with self.transaction() as s:
             s.execute(
                 update(PoolNonceRow)
-                .where(PoolNonceRow.request_id == request_id, PoolNonceRow.state == "reserved")
+                .where(
+                    PoolNonceRow.request_id == f"{tenant}/{request_id}",
+                    PoolNonceRow.state == "reserved",
+                )
                 .values(state="used")
             )
+            row = s.get(SignatureRequestRow, (tenant, request_id))
+            assert row is not None
+            for k, v in values.items():
+                setattr(row, k, v)
+            s.flush()
+            s.expunge(row)
+            return row

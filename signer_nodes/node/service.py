@@ -292,31 +292,29 @@ class NodeServicer(node_pb2_grpc.NodeServiceServicer):
             except InvalidPathError as exc:
                 raise ServiceError(INVALID, exc.code, str(exc)) from None
             assert derived_key is not None
+            nonce_ctx = self._ctx(f"{request.key_id}/{request.nonce_id}", epoch, "nonce")
+
+            def compute_share(sealed_nonces: bytes) -> bytes:
+                nonces = SigningNonces.from_bytes(
+                    suite, self.sealer.unseal(sealed_nonces, nonce_ctx)
+                )
+                return sign(suite, package, nonces, derived_key).encode(suite)
+
             try:
-                consumed = self.store.consume_nonce(
+                encoded = self.store.sign_with_nonce(
                     request_id=request.request_id,
                     key_id=request.key_id,
                     nonce_id=request.nonce_id,
                     package_digest=digest,
                     expected_commitments=own.encode(suite),
+                    compute_share=compute_share,
                 )
             except StoreError as exc:
                 raise ServiceError(
                     grpc.StatusCode.FAILED_PRECONDITION, exc.reason, str(exc)
                 ) from None
-            nonces = SigningNonces.from_bytes(
-                suite,
-                self.sealer.unseal(
-                    consumed.sealed_nonces,
-                    self._ctx(f"{request.key_id}/{request.nonce_id}", epoch, "nonce"),
-                ),
-            )
-            try:
-                share = sign(suite, package, nonces, derived_key)
             except LocalMisuseError as exc:
                 raise ServiceError(INVALID, exc.code, str(exc)) from None
-            encoded = share.encode(suite)
-            self.store.record_share(request.request_id, encoded)
             log.info(
                 "signature_share_released",
                 request_id=request.request_id,

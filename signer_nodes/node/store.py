@@ -12,9 +12,8 @@ after that commit. A crash afterwards loses the nonce, never reuses it.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 
 from sqlalchemy import (
     DateTime,
@@ -76,14 +75,6 @@ class StoreError(Exception):
     def __init__(self, reason: str, message: str) -> None:
         super().__init__(message)
         self.reason = reason
-
-
-@dataclass(frozen=True, slots=True)
-class ConsumedNonce:
-    """The sealed nonces of a pool entry, now consumed for ``request_id``."""
-
-    sealed_nonces: bytes
-    commitments: bytes
 
 
 def make_engine(url: str) -> Engine:
@@ -165,7 +156,7 @@ class NodeStore:
                     )
                 )
 
-    def consume_nonce(
+    def sign_with_nonce(
         self,
         *,
         request_id: str,
@@ -173,10 +164,15 @@ class NodeStore:
         nonce_id: str,
         package_digest: bytes,
         expected_commitments: bytes,
-    ) -> ConsumedNonce:
-        """Atomically: refuse a used nonce or one whose commitments are not the
-        ones in the signing package, mark it consumed, erase its secret, and
-        record the request in the node's history."""
+        compute_share: Callable[[bytes], bytes],
+    ) -> bytes:
+        """In one transaction: refuse a used nonce or one whose commitments are
+        not those in the signing package; mark it consumed and erase its
+        sealed secret; compute the share from it; record request and share in
+        the node's history. The caller releases the share only after this
+        commit, so a share never leaves for a nonce that could be used again.
+        If ``compute_share`` raises, nothing was released and the transaction
+        rolls back."""
         with self.transaction() as s:
             if s.get(SignRecordRow, request_id) is not None:
                 raise StoreError(
@@ -196,7 +192,7 @@ class NodeStore:
                 raise StoreError(
                     "COMMITMENT_MISMATCH", "the package carries other commitments for this node"
                 )
-            out = ConsumedNonce(row.sealed_nonces, row.commitments)
+            sealed = row.sealed_nonces
             result = s.execute(
                 update(NonceRow)
                 .where(NonceRow.nonce_id == nonce_id, NonceRow.state == "unused")
@@ -206,22 +202,17 @@ class NodeStore:
                 raise StoreError(
                     "NONCE_ALREADY_USED", f"pool nonce {nonce_id} was consumed concurrently"
                 )
+            share = compute_share(sealed)
             s.add(
                 SignRecordRow(
                     request_id=request_id,
                     key_id=key_id,
                     package_digest=package_digest,
                     nonce_id=nonce_id,
+                    signature_share=share,
                 )
             )
-            return out
-
-    def record_share(self, request_id: str, share: bytes) -> None:
-        with self.transaction() as s:
-            row = s.get(SignRecordRow, request_id)
-            if row is None:
-                raise StoreError("INTERNAL", "no record for a share just computed")
-            row.signature_share = share
+            return share
 
     def sign_record(self, request_id: str) -> SignRecordRow | None:
         with self.transaction() as s:

@@ -1,0 +1,143 @@
+"""Service benchmark through the real API: node processes, mTLS gRPC, databases.
+
+    python -m bench.service --nodes 3 -t 2 --scheme eddsa-ed25519 --requests 200 --concurrency 4 [--json]
+
+Starts a fresh cluster in a temp dir, creates a key, then measures signature
+requests end to end (client -> coordinator -> t nodes -> aggregate -> stored)
+twice: with warm nonce pools (refilled in the background) and with the pools
+drained before every request (each request then waits for round one).
+Every signature is verified by an independent library.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from coincurve import PublicKeyXOnly
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from sqlalchemy import update
+
+from custody.client import CustodyClient
+from custody.cluster import Cluster
+from custody.config import ClusterConfig
+from custody.coordinator.store import CoordinatorStore, PoolNonceRow
+from custody.init import init_cluster
+
+
+def _verify(scheme: str, pk: bytes, msg: bytes, sig: bytes) -> None:
+    if scheme == "eddsa-ed25519":
+        Ed25519PublicKey.from_public_bytes(pk).verify(sig, msg)
+    elif not PublicKeyXOnly(pk).verify(sig, msg):
+        raise SystemExit("invalid signature")
+
+
+def _percentiles(samples: list[float]) -> dict[str, float]:
+    ordered = sorted(samples)
+
+    def pct(p: float) -> float:
+        return round(ordered[min(len(ordered) - 1, int(p * len(ordered)))], 2)
+
+    return {
+        "p50": pct(0.50),
+        "p95": pct(0.95),
+        "p99": pct(0.99),
+        "mean": round(statistics.fmean(ordered), 2),
+    }
+
+
+def _run(
+    client: CustodyClient,
+    scheme: str,
+    key: Any,
+    requests: int,
+    concurrency: int,
+    before: Any = None,
+) -> dict[str, Any]:
+    def one(i: int) -> float:
+        if before is not None:
+            before()
+        msg = f"bench {i} {uuid.uuid4().hex}".encode()
+        start = time.perf_counter()
+        result = client.sign(key.key_id, message=msg)
+        elapsed = (time.perf_counter() - start) * 1000
+        _verify(scheme, result.public_key, msg, result.signature)
+        return elapsed
+
+    started = time.perf_counter()
+    with ThreadPoolExecutor(concurrency) as pool:
+        latencies = list(pool.map(one, range(requests)))
+    wall = time.perf_counter() - started
+    return {
+        "latency_ms": _percentiles(latencies),
+        "throughput_per_s": round(requests / wall, 1),
+        "requests": requests,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.service")
+    parser.add_argument("--nodes", type=int, default=3)
+    parser.add_argument("-t", type=int, default=2)
+    parser.add_argument(
+        "--scheme", default="eddsa-ed25519", choices=["eddsa-ed25519", "schnorr-bip340"]
+    )
+    parser.add_argument("--requests", type=int, default=200)
+    parser.add_argument("--concurrency", type=int, default=1)
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args(argv)
+
+    root = Path(tempfile.mkdtemp(prefix="custody-bench-")) / "data"
+    config = init_cluster(root, args.nodes, args.t)
+    raw = json.loads((root / "custody.json").read_text())
+    raw["nonce_pool_target"] = max(32, 2 * args.concurrency + 8)
+    (root / "custody.json").write_text(json.dumps(raw))
+    config = ClusterConfig.load(root)
+    with Cluster(config), CustodyClient.from_data_dir(root) as client:
+        key = client.create_key(args.scheme)
+        for i in range(10):  # warm-up
+            client.sign(key.key_id, message=b"warm-up %d" % i)
+        warm = _run(client, args.scheme, key, args.requests, args.concurrency)
+        store = CoordinatorStore(config.coordinator_database_url())
+
+        def drain() -> None:
+            with store.transaction() as s:
+                s.execute(
+                    update(PoolNonceRow)
+                    .where(PoolNonceRow.key_id == key.key_id, PoolNonceRow.state == "unused")
+                    .values(state="used")
+                )
+
+        cold = _run(client, args.scheme, key, max(20, args.requests // 5), 1, before=drain)
+    result = {
+        "scheme": args.scheme,
+        "nodes": args.nodes,
+        "t": args.t,
+        "concurrency": args.concurrency,
+        "database": config.coordinator_database_url().split(":", 1)[0],
+        "warm_pools": warm,
+        "empty_pools": cold,
+    }
+    if args.json:
+        print(json.dumps(result))
+    else:
+        for name in ("warm_pools", "empty_pools"):
+            r = result[name]
+            assert isinstance(r, dict)
+            lat = r["latency_ms"]
+            print(
+                f"{name:<12} p50 {lat['p50']:>7} ms  p95 {lat['p95']:>7} ms  p99 {lat['p99']:>7} ms  throughput {r['throughput_per_s']}/s ({r['requests']} requests)"
+            )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
