@@ -16,10 +16,12 @@ lookups plus work proportional to the candidates, not to all rules.
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from types import MappingProxyType
+from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
@@ -109,18 +111,35 @@ def _in_time_window(tw: TimeWindow, now: int) -> bool:
     return inside and (tw.days is None or day in tw.days)
 
 
-class _Compiled:
-    __slots__ = ("asset", "needs_residual", "outcome", "reason", "rule")
+_NO_MAX = 1 << 257  # above every amount (amounts are < 2^256)
+_SCOPES = (VelocityScope.KEY, VelocityScope.INITIATOR, VelocityScope.TENANT)
 
-    def __init__(self, rule: Rule) -> None:
-        self.rule = rule
-        m = rule.match
-        self.needs_residual = (
-            m.amount is not None or m.velocity is not None or m.time_of_day is not None
-        )
-        self.outcome, self.reason = _OUTCOME[rule.action.kind]
-        # velocity over one asset when the rule names exactly one, else over all assets
-        self.asset = next(iter(m.assets)) if m.assets is not None and len(m.assets) == 1 else None
+
+def _compile_rule(rule: Rule) -> tuple[Any, ...]:
+    """A flat tuple, read by one unpacking in :func:`evaluate` (attribute chains cost more
+    than the checks themselves at this scale)."""
+    m = rule.match
+    outcome, reason = _OUTCOME[rule.action.kind]
+    residual = m.amount is not None or m.velocity is not None or m.time_of_day is not None
+    lo = m.amount.min if m.amount is not None and m.amount.min is not None else 0
+    hi = m.amount.max if m.amount is not None and m.amount.max is not None else _NO_MAX
+    v = m.velocity
+    # velocity over the rule's asset when it names exactly one, else over all assets
+    asset = next(iter(m.assets)) if m.assets is not None and len(m.assets) == 1 else None
+    return (
+        rule,
+        outcome,
+        reason,
+        residual,
+        lo,
+        hi,
+        m.time_of_day,
+        -1 if v is None else _SCOPES.index(v.scope),
+        0 if v is None else v.window_seconds,
+        _NO_MAX if v is None or v.max_amount is None else v.max_amount,
+        _NO_MAX if v is None or v.max_count is None else v.max_count,
+        asset,
+    )
 
 
 class Policy:
@@ -146,7 +165,7 @@ class Policy:
             {k: load_public_key(raw) for k, raw in document.approvers.items()}
         )
         rules = document.rules
-        self._compiled = tuple(_Compiled(r) for r in rules)
+        self._compiled = tuple(_compile_rule(r) for r in rules)
         fields: list[tuple[dict[str, int], int]] = []
         selectors = (
             lambda r: r.match.tenants,
@@ -226,43 +245,44 @@ def evaluate(policy: Policy, request: SigningRequest, history: History, now: int
     (requests already signed; must not contain ``request`` itself)."""
     mask = policy.candidates(request)
     compiled = policy._compiled
-    skipped: list[Reason] = []
+    skipped: list[str] = []
+    amount = request.amount
+    scope_values = (request.key_id, request.initiator, request.tenant)
+    series: dict[tuple[int, str | None], tuple[list[int], list[int]] | None] = {}
     while mask:
         low = mask & -mask
         mask ^= low
-        c = compiled[low.bit_length() - 1]
-        if c.needs_residual:
-            m = c.rule.match
-            if m.amount is not None:
-                lo, hi = m.amount.min, m.amount.max
-                if (lo is not None and request.amount < lo) or (
-                    hi is not None and request.amount > hi
-                ):
-                    continue
-            if m.time_of_day is not None and not _in_time_window(m.time_of_day, now):
-                continue
-            v = m.velocity
-            if v is not None:
-                scope_value = (
-                    request.key_id
-                    if v.scope is VelocityScope.KEY
-                    else request.initiator
-                    if v.scope is VelocityScope.INITIATOR
-                    else request.tenant
-                )
-                count, total = history.window(v.scope, scope_value, c.asset, now - v.window_seconds)
-                if (v.max_count is not None and count + 1 > v.max_count) or (
-                    v.max_amount is not None and total + request.amount > v.max_amount
-                ):
-                    skipped.append(Reason(ReasonCode.VELOCITY_EXCEEDED, c.rule.id))
-                    continue
-        return Decision(
-            c.outcome,
-            c.rule.id,
-            (*skipped, Reason(c.reason, c.rule.id)),
-            c.rule.action.approvals,
+        rule, outcome, reason, residual, lo, hi, tod, vscope, window, vmax, vcount, vasset = (
+            compiled[low.bit_length() - 1]
         )
-    return Decision(Outcome.BLOCK, None, (*skipped, Reason(ReasonCode.DEFAULT_BLOCK)))
+        if residual:
+            if amount < lo or amount > hi:
+                continue
+            if tod is not None and not _in_time_window(tod, now):
+                continue
+            if vscope >= 0:
+                k = (vscope, vasset)
+                if k in series:
+                    found = series[k]
+                else:
+                    found = series[k] = history.series(
+                        _SCOPES[vscope], scope_values[vscope], vasset
+                    )
+                if found is None:
+                    count = total = 0
+                else:
+                    times, prefix = found
+                    i = bisect_right(times, now - window)
+                    count, total = len(times) - i, prefix[-1] - prefix[i]
+                if count + 1 > vcount or total + amount > vmax:
+                    skipped.append(rule.id)
+                    continue
+        reasons = tuple(Reason(ReasonCode.VELOCITY_EXCEEDED, r) for r in skipped)
+        return Decision(
+            outcome, rule.id, (*reasons, Reason(reason, rule.id)), rule.action.approvals
+        )
+    reasons = tuple(Reason(ReasonCode.VELOCITY_EXCEEDED, r) for r in skipped)
+    return Decision(Outcome.BLOCK, None, (*reasons, Reason(ReasonCode.DEFAULT_BLOCK)))
 
 
 # --------------------------------------------------------------------------- approvals

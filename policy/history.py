@@ -125,6 +125,13 @@ class History:
     def without(self, request_id: str) -> History:
         return History(e for e in self._by_id.values() if e.request_id != request_id)
 
+    def series(
+        self, scope: VelocityScope, value: str, asset: str | None
+    ) -> tuple[list[int], list[int]] | None:
+        """Sorted timestamps and prefix sums of amounts for one (scope, value, asset) —
+        the raw index behind :meth:`window`; callers must not mutate the lists."""
+        return self._index.get((scope, value, _ALL_ASSETS if asset is None else asset))
+
     def window(
         self, scope: VelocityScope, value: str, asset: str | None, after: int
     ) -> tuple[int, int]:
