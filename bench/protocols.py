@@ -146,6 +146,7 @@ def bench_frost(scheme: str, t: int, n: int, runs: int, warmup: int) -> dict[str
 SCHEMES: dict[str, Callable[[str, int, int, int, int], dict[str, Any]]] = dict.fromkeys(
     FROST_SCHEMES, bench_frost
 )
+SCHEMES["ecdsa-dkls23"] = __import__("bench.dkls23_protocols").dkls23_protocols.bench_dkls23
 
 
 def _table(result: dict[str, Any]) -> str:
