@@ -287,3 +287,14 @@ def test_parsing_is_deterministic_and_order_independent() -> None:
     shuffled = json.loads(json.dumps(d))
     shuffled["initiators"] = dict(reversed(list(d["initiators"].items())))
     assert parse_policy(encode(d)) == parse_policy(encode(shuffled))
+
+
+def test_the_example_in_the_docs_parses_and_validates() -> None:
+    text = (Path(__file__).resolve().parents[2] / "docs/policy-format.md").read_text()
+    begin = text.index("<!-- example:begin -->\n```json\n") + len(
+        "<!-- example:begin -->\n```json\n"
+    )
+    example = text[begin : text.index("```\n<!-- example:end -->")]
+    VALIDATOR.validate(json.loads(example))
+    doc = parse_policy(example.encode())
+    assert [r.id for r in doc.rules] == ["no-raw-digests", "small-to-cold", "eth-with-approval"]
