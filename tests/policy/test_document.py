@@ -11,6 +11,8 @@ from typing import Any
 
 import jsonschema
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from policy.document import ActionKind, AllOf, AnyOf, GroupRequirement, VelocityScope, parse_policy
 from policy.errors import DocumentError, ReasonCode
@@ -298,3 +300,43 @@ def test_the_example_in_the_docs_parses_and_validates() -> None:
     VALIDATOR.validate(json.loads(example))
     doc = parse_policy(example.encode())
     assert [r.id for r in doc.rules] == ["no-raw-digests", "small-to-cold", "eth-with-approval"]
+
+
+json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-5, 5)
+    | st.floats(allow_nan=False)
+    | st.text(max_size=6),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3)
+    ),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    path=st.sampled_from(
+        [
+            "/rules/0",
+            "/rules/0/match",
+            "/rules/0/match/velocity",
+            "/officers",
+            "/approver_groups/risk",
+            "/rules/0/action",
+        ]
+    ),
+    value=json_values,
+)
+def test_any_mutation_parses_or_names_a_field(path: str, value: Any) -> None:
+    """Like h11's fuzzer: any document either parses or raises DocumentError, never
+    anything else, and the schema never accepts what the parser rejects for shape."""
+    d = full_doc()
+    _set(path, value)(d)
+    try:
+        parse_policy(encode(d))
+    except DocumentError as e:
+        assert e.path.startswith("/")
+    else:
+        assert VALIDATOR.is_valid(d)
