@@ -5,28 +5,28 @@ The institution-facing API. Callers authenticate with mTLS client
 certificates; the certificate's subject common name is the tenant id.
 """
 
-from collections import abc as _abc
-from google.protobuf import descriptor as _descriptor
-from google.protobuf import message as _message
-from google.protobuf.internal import containers as _containers
-from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
-import builtins as _builtins
+import builtins
+import collections.abc
+import google.protobuf.descriptor
+import google.protobuf.internal.containers
+import google.protobuf.internal.enum_type_wrapper
+import google.protobuf.message
 import sys
-import typing as _typing
+import typing
 
-if sys.version_info >= (3, 11):
-    from typing import TypeAlias as _TypeAlias, Never as _Never
+if sys.version_info >= (3, 10):
+    import typing as typing_extensions
 else:
-    from typing_extensions import TypeAlias as _TypeAlias, Never as _Never
+    import typing_extensions
 
-DESCRIPTOR: _descriptor.FileDescriptor
+DESCRIPTOR: google.protobuf.descriptor.FileDescriptor
 
 class _Scheme:
-    ValueType = _typing.NewType("ValueType", _builtins.int)
-    V: _TypeAlias = ValueType  # noqa: Y015
+    ValueType = typing.NewType("ValueType", builtins.int)
+    V: typing_extensions.TypeAlias = ValueType
 
-class _SchemeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Scheme.ValueType], _builtins.type):
-    DESCRIPTOR: _descriptor.EnumDescriptor
+class _SchemeEnumTypeWrapper(google.protobuf.internal.enum_type_wrapper._EnumTypeWrapper[_Scheme.ValueType], builtins.type):
+    DESCRIPTOR: google.protobuf.descriptor.EnumDescriptor
     SCHEME_UNSPECIFIED: _Scheme.ValueType  # 0
     SCHEME_ECDSA_SECP256K1: _Scheme.ValueType  # 1
     SCHEME_EDDSA_ED25519: _Scheme.ValueType  # 2
@@ -38,14 +38,14 @@ SCHEME_UNSPECIFIED: Scheme.ValueType  # 0
 SCHEME_ECDSA_SECP256K1: Scheme.ValueType  # 1
 SCHEME_EDDSA_ED25519: Scheme.ValueType  # 2
 SCHEME_SCHNORR_BIP340: Scheme.ValueType  # 3
-Global___Scheme: _TypeAlias = Scheme  # noqa: Y015
+Global___Scheme: typing_extensions.TypeAlias = Scheme
 
 class _RequestState:
-    ValueType = _typing.NewType("ValueType", _builtins.int)
-    V: _TypeAlias = ValueType  # noqa: Y015
+    ValueType = typing.NewType("ValueType", builtins.int)
+    V: typing_extensions.TypeAlias = ValueType
 
-class _RequestStateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_RequestState.ValueType], _builtins.type):
-    DESCRIPTOR: _descriptor.EnumDescriptor
+class _RequestStateEnumTypeWrapper(google.protobuf.internal.enum_type_wrapper._EnumTypeWrapper[_RequestState.ValueType], builtins.type):
+    DESCRIPTOR: google.protobuf.descriptor.EnumDescriptor
     REQUEST_STATE_UNSPECIFIED: _RequestState.ValueType  # 0
     REQUEST_STATE_PENDING: _RequestState.ValueType  # 1
     REQUEST_STATE_SIGNING: _RequestState.ValueType  # 2
@@ -59,376 +59,320 @@ REQUEST_STATE_PENDING: RequestState.ValueType  # 1
 REQUEST_STATE_SIGNING: RequestState.ValueType  # 2
 REQUEST_STATE_SUCCEEDED: RequestState.ValueType  # 3
 REQUEST_STATE_FAILED: RequestState.ValueType  # 4
-Global___RequestState: _TypeAlias = RequestState  # noqa: Y015
+Global___RequestState: typing_extensions.TypeAlias = RequestState
 
-@_typing.final
-class CreateKeyRequest(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
+@typing.final
+class CreateKeyRequest(google.protobuf.message.Message):
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
 
-    SCHEME_FIELD_NUMBER: _builtins.int
-    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    SCHEME_FIELD_NUMBER: builtins.int
+    REQUEST_ID_FIELD_NUMBER: builtins.int
     scheme: Global___Scheme.ValueType
-    request_id: _builtins.str
+    request_id: builtins.str
     """optional idempotency key"""
     def __init__(
         self,
         *,
         scheme: Global___Scheme.ValueType = ...,
-        request_id: _builtins.str = ...,
+        request_id: builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["request_id", b"request_id", "scheme", b"scheme"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    def ClearField(self, field_name: typing.Literal["request_id", b"request_id", "scheme", b"scheme"]) -> None: ...
 
-Global___CreateKeyRequest: _TypeAlias = CreateKeyRequest  # noqa: Y015
+Global___CreateKeyRequest: typing_extensions.TypeAlias = CreateKeyRequest
 
-@_typing.final
-class Key(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
+@typing.final
+class Key(google.protobuf.message.Message):
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
 
-    KEY_ID_FIELD_NUMBER: _builtins.int
-    SCHEME_FIELD_NUMBER: _builtins.int
-    PUBLIC_KEY_FIELD_NUMBER: _builtins.int
-    THRESHOLD_FIELD_NUMBER: _builtins.int
-    PARTICIPANTS_FIELD_NUMBER: _builtins.int
-    CHAIN_CODE_FIELD_NUMBER: _builtins.int
-    CREATE_TIME_FIELD_NUMBER: _builtins.int
-    key_id: _builtins.str
+    KEY_ID_FIELD_NUMBER: builtins.int
+    SCHEME_FIELD_NUMBER: builtins.int
+    PUBLIC_KEY_FIELD_NUMBER: builtins.int
+    THRESHOLD_FIELD_NUMBER: builtins.int
+    PARTICIPANTS_FIELD_NUMBER: builtins.int
+    CHAIN_CODE_FIELD_NUMBER: builtins.int
+    CREATE_TIME_FIELD_NUMBER: builtins.int
+    key_id: builtins.str
     scheme: Global___Scheme.ValueType
-    public_key: _builtins.bytes
+    public_key: builtins.bytes
     """Ed25519: 32 bytes; secp256k1: 33 compressed; BIP340: 32 x-only"""
-    threshold: _builtins.int
-    participants: _builtins.int
-    chain_code: _builtins.bytes
-    create_time: _builtins.str
+    threshold: builtins.int
+    participants: builtins.int
+    chain_code: builtins.bytes
+    create_time: builtins.str
     """RFC 3339"""
     def __init__(
         self,
         *,
-        key_id: _builtins.str = ...,
+        key_id: builtins.str = ...,
         scheme: Global___Scheme.ValueType = ...,
-        public_key: _builtins.bytes = ...,
-        threshold: _builtins.int = ...,
-        participants: _builtins.int = ...,
-        chain_code: _builtins.bytes = ...,
-        create_time: _builtins.str = ...,
+        public_key: builtins.bytes = ...,
+        threshold: builtins.int = ...,
+        participants: builtins.int = ...,
+        chain_code: builtins.bytes = ...,
+        create_time: builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["chain_code", b"chain_code", "create_time", b"create_time", "key_id", b"key_id", "participants", b"participants", "public_key", b"public_key", "scheme", b"scheme", "threshold", b"threshold"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    def ClearField(self, field_name: typing.Literal["chain_code", b"chain_code", "create_time", b"create_time", "key_id", b"key_id", "participants", b"participants", "public_key", b"public_key", "scheme", b"scheme", "threshold", b"threshold"]) -> None: ...
 
-Global___Key: _TypeAlias = Key  # noqa: Y015
+Global___Key: typing_extensions.TypeAlias = Key
 
-@_typing.final
-class Operation(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
+@typing.final
+class Operation(google.protobuf.message.Message):
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
 
-    NAME_FIELD_NUMBER: _builtins.int
-    DONE_FIELD_NUMBER: _builtins.int
-    KEY_FIELD_NUMBER: _builtins.int
-    ERROR_CODE_FIELD_NUMBER: _builtins.int
-    ERROR_MESSAGE_FIELD_NUMBER: _builtins.int
-    name: _builtins.str
+    NAME_FIELD_NUMBER: builtins.int
+    DONE_FIELD_NUMBER: builtins.int
+    KEY_FIELD_NUMBER: builtins.int
+    ERROR_CODE_FIELD_NUMBER: builtins.int
+    ERROR_MESSAGE_FIELD_NUMBER: builtins.int
+    name: builtins.str
     """operations/{id}"""
-    done: _builtins.bool
-    error_code: _builtins.str
+    done: builtins.bool
+    error_code: builtins.str
     """stable reason when failed"""
-    error_message: _builtins.str
-    @_builtins.property
+    error_message: builtins.str
+    @property
     def key(self) -> Global___Key:
         """result of CreateKey"""
 
     def __init__(
         self,
         *,
-        name: _builtins.str = ...,
-        done: _builtins.bool = ...,
+        name: builtins.str = ...,
+        done: builtins.bool = ...,
         key: Global___Key | None = ...,
-        error_code: _builtins.str = ...,
-        error_message: _builtins.str = ...,
+        error_code: builtins.str = ...,
+        error_message: builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["key", b"key"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["done", b"done", "error_code", b"error_code", "error_message", b"error_message", "key", b"key", "name", b"name"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    def HasField(self, field_name: typing.Literal["key", b"key"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["done", b"done", "error_code", b"error_code", "error_message", b"error_message", "key", b"key", "name", b"name"]) -> None: ...
 
-Global___Operation: _TypeAlias = Operation  # noqa: Y015
+Global___Operation: typing_extensions.TypeAlias = Operation
 
-@_typing.final
-class GetOperationRequest(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
+@typing.final
+class GetOperationRequest(google.protobuf.message.Message):
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
 
-    NAME_FIELD_NUMBER: _builtins.int
-    name: _builtins.str
+    NAME_FIELD_NUMBER: builtins.int
+    name: builtins.str
     def __init__(
         self,
         *,
-        name: _builtins.str = ...,
+        name: builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    def ClearField(self, field_name: typing.Literal["name", b"name"]) -> None: ...
 
-Global___GetOperationRequest: _TypeAlias = GetOperationRequest  # noqa: Y015
+Global___GetOperationRequest: typing_extensions.TypeAlias = GetOperationRequest
 
-@_typing.final
-class WaitOperationRequest(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
+@typing.final
+class WaitOperationRequest(google.protobuf.message.Message):
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
 
-    NAME_FIELD_NUMBER: _builtins.int
-    TIMEOUT_SECONDS_FIELD_NUMBER: _builtins.int
-    name: _builtins.str
-    timeout_seconds: _builtins.float
+    NAME_FIELD_NUMBER: builtins.int
+    TIMEOUT_SECONDS_FIELD_NUMBER: builtins.int
+    name: builtins.str
+    timeout_seconds: builtins.float
     def __init__(
         self,
         *,
-        name: _builtins.str = ...,
-        timeout_seconds: _builtins.float = ...,
+        name: builtins.str = ...,
+        timeout_seconds: builtins.float = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name", "timeout_seconds", b"timeout_seconds"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    def ClearField(self, field_name: typing.Literal["name", b"name", "timeout_seconds", b"timeout_seconds"]) -> None: ...
 
-Global___WaitOperationRequest: _TypeAlias = WaitOperationRequest  # noqa: Y015
+Global___WaitOperationRequest: typing_extensions.TypeAlias = WaitOperationRequest
 
-@_typing.final
-class GetKeyRequest(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
+@typing.final
+class GetKeyRequest(google.protobuf.message.Message):
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
 
-    KEY_ID_FIELD_NUMBER: _builtins.int
-    key_id: _builtins.str
+    KEY_ID_FIELD_NUMBER: builtins.int
+    key_id: builtins.str
     def __init__(
         self,
         *,
-        key_id: _builtins.str = ...,
+        key_id: builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["key_id", b"key_id"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    def ClearField(self, field_name: typing.Literal["key_id", b"key_id"]) -> None: ...
 
-Global___GetKeyRequest: _TypeAlias = GetKeyRequest  # noqa: Y015
+Global___GetKeyRequest: typing_extensions.TypeAlias = GetKeyRequest
 
-@_typing.final
-class ListKeysRequest(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
+@typing.final
+class ListKeysRequest(google.protobuf.message.Message):
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
 
     def __init__(
         self,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___ListKeysRequest: _TypeAlias = ListKeysRequest  # noqa: Y015
+Global___ListKeysRequest: typing_extensions.TypeAlias = ListKeysRequest
 
-@_typing.final
-class ListKeysResponse(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
+@typing.final
+class ListKeysResponse(google.protobuf.message.Message):
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
 
-    KEYS_FIELD_NUMBER: _builtins.int
-    @_builtins.property
-    def keys(self) -> _containers.RepeatedCompositeFieldContainer[Global___Key]: ...
+    KEYS_FIELD_NUMBER: builtins.int
+    @property
+    def keys(self) -> google.protobuf.internal.containers.RepeatedCompositeFieldContainer[Global___Key]: ...
     def __init__(
         self,
         *,
-        keys: _abc.Iterable[Global___Key] | None = ...,
+        keys: collections.abc.Iterable[Global___Key] | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["keys", b"keys"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    def ClearField(self, field_name: typing.Literal["keys", b"keys"]) -> None: ...
 
-Global___ListKeysResponse: _TypeAlias = ListKeysResponse  # noqa: Y015
+Global___ListKeysResponse: typing_extensions.TypeAlias = ListKeysResponse
 
-@_typing.final
-class DeriveKeyRequest(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
+@typing.final
+class DeriveKeyRequest(google.protobuf.message.Message):
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
 
-    KEY_ID_FIELD_NUMBER: _builtins.int
-    PATH_FIELD_NUMBER: _builtins.int
-    key_id: _builtins.str
-    path: _builtins.str
+    KEY_ID_FIELD_NUMBER: builtins.int
+    PATH_FIELD_NUMBER: builtins.int
+    key_id: builtins.str
+    path: builtins.str
     """"m/0/1"; hardened steps are refused"""
     def __init__(
         self,
         *,
-        key_id: _builtins.str = ...,
-        path: _builtins.str = ...,
+        key_id: builtins.str = ...,
+        path: builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["key_id", b"key_id", "path", b"path"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    def ClearField(self, field_name: typing.Literal["key_id", b"key_id", "path", b"path"]) -> None: ...
 
-Global___DeriveKeyRequest: _TypeAlias = DeriveKeyRequest  # noqa: Y015
+Global___DeriveKeyRequest: typing_extensions.TypeAlias = DeriveKeyRequest
 
-@_typing.final
-class DerivedKey(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
+@typing.final
+class DerivedKey(google.protobuf.message.Message):
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
 
-    KEY_ID_FIELD_NUMBER: _builtins.int
-    PATH_FIELD_NUMBER: _builtins.int
-    PUBLIC_KEY_FIELD_NUMBER: _builtins.int
-    CHAIN_CODE_FIELD_NUMBER: _builtins.int
-    key_id: _builtins.str
-    path: _builtins.str
-    public_key: _builtins.bytes
-    chain_code: _builtins.bytes
+    KEY_ID_FIELD_NUMBER: builtins.int
+    PATH_FIELD_NUMBER: builtins.int
+    PUBLIC_KEY_FIELD_NUMBER: builtins.int
+    CHAIN_CODE_FIELD_NUMBER: builtins.int
+    key_id: builtins.str
+    path: builtins.str
+    public_key: builtins.bytes
+    chain_code: builtins.bytes
     def __init__(
         self,
         *,
-        key_id: _builtins.str = ...,
-        path: _builtins.str = ...,
-        public_key: _builtins.bytes = ...,
-        chain_code: _builtins.bytes = ...,
+        key_id: builtins.str = ...,
+        path: builtins.str = ...,
+        public_key: builtins.bytes = ...,
+        chain_code: builtins.bytes = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["chain_code", b"chain_code", "key_id", b"key_id", "path", b"path", "public_key", b"public_key"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    def ClearField(self, field_name: typing.Literal["chain_code", b"chain_code", "key_id", b"key_id", "path", b"path", "public_key", b"public_key"]) -> None: ...
 
-Global___DerivedKey: _TypeAlias = DerivedKey  # noqa: Y015
+Global___DerivedKey: typing_extensions.TypeAlias = DerivedKey
 
-@_typing.final
-class RequestSignatureRequest(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
+@typing.final
+class RequestSignatureRequest(google.protobuf.message.Message):
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
 
-    REQUEST_ID_FIELD_NUMBER: _builtins.int
-    KEY_ID_FIELD_NUMBER: _builtins.int
-    PATH_FIELD_NUMBER: _builtins.int
-    DIGEST_FIELD_NUMBER: _builtins.int
-    MESSAGE_FIELD_NUMBER: _builtins.int
-    request_id: _builtins.str
+    REQUEST_ID_FIELD_NUMBER: builtins.int
+    KEY_ID_FIELD_NUMBER: builtins.int
+    PATH_FIELD_NUMBER: builtins.int
+    DIGEST_FIELD_NUMBER: builtins.int
+    MESSAGE_FIELD_NUMBER: builtins.int
+    request_id: builtins.str
     """client-chosen, 1-128 chars [A-Za-z0-9._:-]"""
-    key_id: _builtins.str
-    path: _builtins.str
+    key_id: builtins.str
+    path: builtins.str
     """optional BIP32 path"""
-    digest: _builtins.bytes
+    digest: builtins.bytes
     """a bare 32-byte digest"""
-    message: _builtins.bytes
+    message: builtins.bytes
     """a message (EdDSA/BIP340 sign it as is; ECDSA signs SHA-256 of it)"""
     def __init__(
         self,
         *,
-        request_id: _builtins.str = ...,
-        key_id: _builtins.str = ...,
-        path: _builtins.str = ...,
-        digest: _builtins.bytes = ...,
-        message: _builtins.bytes = ...,
+        request_id: builtins.str = ...,
+        key_id: builtins.str = ...,
+        path: builtins.str = ...,
+        digest: builtins.bytes = ...,
+        message: builtins.bytes = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["digest", b"digest", "message", b"message", "payload", b"payload"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["digest", b"digest", "key_id", b"key_id", "message", b"message", "path", b"path", "payload", b"payload", "request_id", b"request_id"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_payload: _TypeAlias = _typing.Literal["digest", "message"]  # noqa: Y015
-    _WhichOneofArgType_payload: _TypeAlias = _typing.Literal["payload", b"payload"]  # noqa: Y015
-    def WhichOneof(self, oneof_group: _WhichOneofArgType_payload) -> _WhichOneofReturnType_payload | None: ...
+    def HasField(self, field_name: typing.Literal["digest", b"digest", "message", b"message", "payload", b"payload"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["digest", b"digest", "key_id", b"key_id", "message", b"message", "path", b"path", "payload", b"payload", "request_id", b"request_id"]) -> None: ...
+    def WhichOneof(self, oneof_group: typing.Literal["payload", b"payload"]) -> typing.Literal["digest", "message"] | None: ...
 
-Global___RequestSignatureRequest: _TypeAlias = RequestSignatureRequest  # noqa: Y015
+Global___RequestSignatureRequest: typing_extensions.TypeAlias = RequestSignatureRequest
 
-@_typing.final
-class SignatureRequest(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
+@typing.final
+class SignatureRequest(google.protobuf.message.Message):
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
 
-    REQUEST_ID_FIELD_NUMBER: _builtins.int
-    KEY_ID_FIELD_NUMBER: _builtins.int
-    PATH_FIELD_NUMBER: _builtins.int
-    STATE_FIELD_NUMBER: _builtins.int
-    SIGNATURE_FIELD_NUMBER: _builtins.int
-    PUBLIC_KEY_FIELD_NUMBER: _builtins.int
-    RECOVERY_ID_FIELD_NUMBER: _builtins.int
-    ERROR_CODE_FIELD_NUMBER: _builtins.int
-    ERROR_MESSAGE_FIELD_NUMBER: _builtins.int
-    SIGNERS_FIELD_NUMBER: _builtins.int
-    request_id: _builtins.str
-    key_id: _builtins.str
-    path: _builtins.str
+    REQUEST_ID_FIELD_NUMBER: builtins.int
+    KEY_ID_FIELD_NUMBER: builtins.int
+    PATH_FIELD_NUMBER: builtins.int
+    STATE_FIELD_NUMBER: builtins.int
+    SIGNATURE_FIELD_NUMBER: builtins.int
+    PUBLIC_KEY_FIELD_NUMBER: builtins.int
+    RECOVERY_ID_FIELD_NUMBER: builtins.int
+    ERROR_CODE_FIELD_NUMBER: builtins.int
+    ERROR_MESSAGE_FIELD_NUMBER: builtins.int
+    SIGNERS_FIELD_NUMBER: builtins.int
+    request_id: builtins.str
+    key_id: builtins.str
+    path: builtins.str
     state: Global___RequestState.ValueType
-    signature: _builtins.bytes
+    signature: builtins.bytes
     """Ed25519/BIP340: 64 bytes; ECDSA: 64-byte r||s"""
-    public_key: _builtins.bytes
+    public_key: builtins.bytes
     """the (derived) key the signature verifies under"""
-    recovery_id: _builtins.int
+    recovery_id: builtins.int
     """ECDSA only; -1 otherwise"""
-    error_code: _builtins.str
-    error_message: _builtins.str
-    @_builtins.property
-    def signers(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]: ...
+    error_code: builtins.str
+    error_message: builtins.str
+    @property
+    def signers(self) -> google.protobuf.internal.containers.RepeatedScalarFieldContainer[builtins.int]: ...
     def __init__(
         self,
         *,
-        request_id: _builtins.str = ...,
-        key_id: _builtins.str = ...,
-        path: _builtins.str = ...,
+        request_id: builtins.str = ...,
+        key_id: builtins.str = ...,
+        path: builtins.str = ...,
         state: Global___RequestState.ValueType = ...,
-        signature: _builtins.bytes = ...,
-        public_key: _builtins.bytes = ...,
-        recovery_id: _builtins.int = ...,
-        error_code: _builtins.str = ...,
-        error_message: _builtins.str = ...,
-        signers: _abc.Iterable[_builtins.int] | None = ...,
+        signature: builtins.bytes = ...,
+        public_key: builtins.bytes = ...,
+        recovery_id: builtins.int = ...,
+        error_code: builtins.str = ...,
+        error_message: builtins.str = ...,
+        signers: collections.abc.Iterable[builtins.int] | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["error_code", b"error_code", "error_message", b"error_message", "key_id", b"key_id", "path", b"path", "public_key", b"public_key", "recovery_id", b"recovery_id", "request_id", b"request_id", "signature", b"signature", "signers", b"signers", "state", b"state"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    def ClearField(self, field_name: typing.Literal["error_code", b"error_code", "error_message", b"error_message", "key_id", b"key_id", "path", b"path", "public_key", b"public_key", "recovery_id", b"recovery_id", "request_id", b"request_id", "signature", b"signature", "signers", b"signers", "state", b"state"]) -> None: ...
 
-Global___SignatureRequest: _TypeAlias = SignatureRequest  # noqa: Y015
+Global___SignatureRequest: typing_extensions.TypeAlias = SignatureRequest
 
-@_typing.final
-class GetSignatureRequestRequest(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
+@typing.final
+class GetSignatureRequestRequest(google.protobuf.message.Message):
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
 
-    REQUEST_ID_FIELD_NUMBER: _builtins.int
-    request_id: _builtins.str
+    REQUEST_ID_FIELD_NUMBER: builtins.int
+    request_id: builtins.str
     def __init__(
         self,
         *,
-        request_id: _builtins.str = ...,
+        request_id: builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["request_id", b"request_id"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    def ClearField(self, field_name: typing.Literal["request_id", b"request_id"]) -> None: ...
 
-Global___GetSignatureRequestRequest: _TypeAlias = GetSignatureRequestRequest  # noqa: Y015
+Global___GetSignatureRequestRequest: typing_extensions.TypeAlias = GetSignatureRequestRequest
 
-@_typing.final
-class WaitSignatureRequestRequest(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
+@typing.final
+class WaitSignatureRequestRequest(google.protobuf.message.Message):
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
 
-    REQUEST_ID_FIELD_NUMBER: _builtins.int
-    TIMEOUT_SECONDS_FIELD_NUMBER: _builtins.int
-    request_id: _builtins.str
-    timeout_seconds: _builtins.float
+    REQUEST_ID_FIELD_NUMBER: builtins.int
+    TIMEOUT_SECONDS_FIELD_NUMBER: builtins.int
+    request_id: builtins.str
+    timeout_seconds: builtins.float
     def __init__(
         self,
         *,
-        request_id: _builtins.str = ...,
-        timeout_seconds: _builtins.float = ...,
+        request_id: builtins.str = ...,
+        timeout_seconds: builtins.float = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["request_id", b"request_id", "timeout_seconds", b"timeout_seconds"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    def ClearField(self, field_name: typing.Literal["request_id", b"request_id", "timeout_seconds", b"timeout_seconds"]) -> None: ...
 
-Global___WaitSignatureRequestRequest: _TypeAlias = WaitSignatureRequestRequest  # noqa: Y015
+Global___WaitSignatureRequestRequest: typing_extensions.TypeAlias = WaitSignatureRequestRequest

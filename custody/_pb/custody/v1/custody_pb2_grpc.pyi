@@ -5,131 +5,380 @@ The institution-facing API. Callers authenticate with mTLS client
 certificates; the certificate's subject common name is the tenant id.
 """
 
-from collections import abc as _abc
-from custody.v1 import custody_pb2 as _custody_pb2
-from grpc import aio as _aio
-import abc as _abc_1
-import grpc as _grpc
+import abc
+import collections.abc
+import custody._pb.custody.v1.custody_pb2
+import grpc
+import grpc.aio
 import sys
-import typing as _typing
+import typing
 
-if sys.version_info >= (3, 11):
-    from typing import Self as _Self
+if sys.version_info >= (3, 13):
+    import typing as typing_extensions
 else:
-    from typing_extensions import Self as _Self
+    import typing_extensions
 
-_T = _typing.TypeVar("_T")
+_T = typing.TypeVar("_T")
 
-class _MaybeAsyncIterator(_abc.AsyncIterator[_T], _abc.Iterator[_T], metaclass=_abc_1.ABCMeta): ...
+class _MaybeAsyncIterator(collections.abc.AsyncIterator[_T], collections.abc.Iterator[_T], metaclass=abc.ABCMeta): ...
 
-class _ServicerContext(_grpc.ServicerContext, _aio.ServicerContext):  # type: ignore[misc, type-arg]
+class _ServicerContext(grpc.ServicerContext, grpc.aio.ServicerContext):  # type: ignore[misc, type-arg]
     ...
 
 GRPC_GENERATED_VERSION: str
 GRPC_VERSION: str
+_CustodyServiceCreateKeyType = typing_extensions.TypeVar(
+    '_CustodyServiceCreateKeyType',
+    grpc.UnaryUnaryMultiCallable[
+        custody._pb.custody.v1.custody_pb2.CreateKeyRequest,
+        custody._pb.custody.v1.custody_pb2.Operation,
+    ],
+    grpc.aio.UnaryUnaryMultiCallable[
+        custody._pb.custody.v1.custody_pb2.CreateKeyRequest,
+        custody._pb.custody.v1.custody_pb2.Operation,
+    ],
+    default=grpc.UnaryUnaryMultiCallable[
+        custody._pb.custody.v1.custody_pb2.CreateKeyRequest,
+        custody._pb.custody.v1.custody_pb2.Operation,
+    ],
+)
 
-class CustodyServiceStub:
-    @_typing.overload
-    def __new__(cls, channel: _grpc.Channel) -> _Self: ...
-    @_typing.overload
-    def __new__(cls, channel: _aio.Channel) -> CustodyServiceAsyncStub: ...
-    CreateKey: _grpc.UnaryUnaryMultiCallable[_custody_pb2.CreateKeyRequest, _custody_pb2.Operation]
+_CustodyServiceGetOperationType = typing_extensions.TypeVar(
+    '_CustodyServiceGetOperationType',
+    grpc.UnaryUnaryMultiCallable[
+        custody._pb.custody.v1.custody_pb2.GetOperationRequest,
+        custody._pb.custody.v1.custody_pb2.Operation,
+    ],
+    grpc.aio.UnaryUnaryMultiCallable[
+        custody._pb.custody.v1.custody_pb2.GetOperationRequest,
+        custody._pb.custody.v1.custody_pb2.Operation,
+    ],
+    default=grpc.UnaryUnaryMultiCallable[
+        custody._pb.custody.v1.custody_pb2.GetOperationRequest,
+        custody._pb.custody.v1.custody_pb2.Operation,
+    ],
+)
+
+_CustodyServiceWaitOperationType = typing_extensions.TypeVar(
+    '_CustodyServiceWaitOperationType',
+    grpc.UnaryUnaryMultiCallable[
+        custody._pb.custody.v1.custody_pb2.WaitOperationRequest,
+        custody._pb.custody.v1.custody_pb2.Operation,
+    ],
+    grpc.aio.UnaryUnaryMultiCallable[
+        custody._pb.custody.v1.custody_pb2.WaitOperationRequest,
+        custody._pb.custody.v1.custody_pb2.Operation,
+    ],
+    default=grpc.UnaryUnaryMultiCallable[
+        custody._pb.custody.v1.custody_pb2.WaitOperationRequest,
+        custody._pb.custody.v1.custody_pb2.Operation,
+    ],
+)
+
+_CustodyServiceGetKeyType = typing_extensions.TypeVar(
+    '_CustodyServiceGetKeyType',
+    grpc.UnaryUnaryMultiCallable[
+        custody._pb.custody.v1.custody_pb2.GetKeyRequest,
+        custody._pb.custody.v1.custody_pb2.Key,
+    ],
+    grpc.aio.UnaryUnaryMultiCallable[
+        custody._pb.custody.v1.custody_pb2.GetKeyRequest,
+        custody._pb.custody.v1.custody_pb2.Key,
+    ],
+    default=grpc.UnaryUnaryMultiCallable[
+        custody._pb.custody.v1.custody_pb2.GetKeyRequest,
+        custody._pb.custody.v1.custody_pb2.Key,
+    ],
+)
+
+_CustodyServiceListKeysType = typing_extensions.TypeVar(
+    '_CustodyServiceListKeysType',
+    grpc.UnaryUnaryMultiCallable[
+        custody._pb.custody.v1.custody_pb2.ListKeysRequest,
+        custody._pb.custody.v1.custody_pb2.ListKeysResponse,
+    ],
+    grpc.aio.UnaryUnaryMultiCallable[
+        custody._pb.custody.v1.custody_pb2.ListKeysRequest,
+        custody._pb.custody.v1.custody_pb2.ListKeysResponse,
+    ],
+    default=grpc.UnaryUnaryMultiCallable[
+        custody._pb.custody.v1.custody_pb2.ListKeysRequest,
+        custody._pb.custody.v1.custody_pb2.ListKeysResponse,
+    ],
+)
+
+_CustodyServiceDeriveKeyType = typing_extensions.TypeVar(
+    '_CustodyServiceDeriveKeyType',
+    grpc.UnaryUnaryMultiCallable[
+        custody._pb.custody.v1.custody_pb2.DeriveKeyRequest,
+        custody._pb.custody.v1.custody_pb2.DerivedKey,
+    ],
+    grpc.aio.UnaryUnaryMultiCallable[
+        custody._pb.custody.v1.custody_pb2.DeriveKeyRequest,
+        custody._pb.custody.v1.custody_pb2.DerivedKey,
+    ],
+    default=grpc.UnaryUnaryMultiCallable[
+        custody._pb.custody.v1.custody_pb2.DeriveKeyRequest,
+        custody._pb.custody.v1.custody_pb2.DerivedKey,
+    ],
+)
+
+_CustodyServiceRequestSignatureType = typing_extensions.TypeVar(
+    '_CustodyServiceRequestSignatureType',
+    grpc.UnaryUnaryMultiCallable[
+        custody._pb.custody.v1.custody_pb2.RequestSignatureRequest,
+        custody._pb.custody.v1.custody_pb2.SignatureRequest,
+    ],
+    grpc.aio.UnaryUnaryMultiCallable[
+        custody._pb.custody.v1.custody_pb2.RequestSignatureRequest,
+        custody._pb.custody.v1.custody_pb2.SignatureRequest,
+    ],
+    default=grpc.UnaryUnaryMultiCallable[
+        custody._pb.custody.v1.custody_pb2.RequestSignatureRequest,
+        custody._pb.custody.v1.custody_pb2.SignatureRequest,
+    ],
+)
+
+_CustodyServiceGetSignatureRequestType = typing_extensions.TypeVar(
+    '_CustodyServiceGetSignatureRequestType',
+    grpc.UnaryUnaryMultiCallable[
+        custody._pb.custody.v1.custody_pb2.GetSignatureRequestRequest,
+        custody._pb.custody.v1.custody_pb2.SignatureRequest,
+    ],
+    grpc.aio.UnaryUnaryMultiCallable[
+        custody._pb.custody.v1.custody_pb2.GetSignatureRequestRequest,
+        custody._pb.custody.v1.custody_pb2.SignatureRequest,
+    ],
+    default=grpc.UnaryUnaryMultiCallable[
+        custody._pb.custody.v1.custody_pb2.GetSignatureRequestRequest,
+        custody._pb.custody.v1.custody_pb2.SignatureRequest,
+    ],
+)
+
+_CustodyServiceWaitSignatureRequestType = typing_extensions.TypeVar(
+    '_CustodyServiceWaitSignatureRequestType',
+    grpc.UnaryUnaryMultiCallable[
+        custody._pb.custody.v1.custody_pb2.WaitSignatureRequestRequest,
+        custody._pb.custody.v1.custody_pb2.SignatureRequest,
+    ],
+    grpc.aio.UnaryUnaryMultiCallable[
+        custody._pb.custody.v1.custody_pb2.WaitSignatureRequestRequest,
+        custody._pb.custody.v1.custody_pb2.SignatureRequest,
+    ],
+    default=grpc.UnaryUnaryMultiCallable[
+        custody._pb.custody.v1.custody_pb2.WaitSignatureRequestRequest,
+        custody._pb.custody.v1.custody_pb2.SignatureRequest,
+    ],
+)
+
+class CustodyServiceStub(typing.Generic[_CustodyServiceCreateKeyType, _CustodyServiceGetOperationType, _CustodyServiceWaitOperationType, _CustodyServiceGetKeyType, _CustodyServiceListKeysType, _CustodyServiceDeriveKeyType, _CustodyServiceRequestSignatureType, _CustodyServiceGetSignatureRequestType, _CustodyServiceWaitSignatureRequestType]):
+    @typing.overload
+    def __init__(self: CustodyServiceStub[
+        grpc.UnaryUnaryMultiCallable[
+            custody._pb.custody.v1.custody_pb2.CreateKeyRequest,
+            custody._pb.custody.v1.custody_pb2.Operation,
+        ],
+        grpc.UnaryUnaryMultiCallable[
+            custody._pb.custody.v1.custody_pb2.GetOperationRequest,
+            custody._pb.custody.v1.custody_pb2.Operation,
+        ],
+        grpc.UnaryUnaryMultiCallable[
+            custody._pb.custody.v1.custody_pb2.WaitOperationRequest,
+            custody._pb.custody.v1.custody_pb2.Operation,
+        ],
+        grpc.UnaryUnaryMultiCallable[
+            custody._pb.custody.v1.custody_pb2.GetKeyRequest,
+            custody._pb.custody.v1.custody_pb2.Key,
+        ],
+        grpc.UnaryUnaryMultiCallable[
+            custody._pb.custody.v1.custody_pb2.ListKeysRequest,
+            custody._pb.custody.v1.custody_pb2.ListKeysResponse,
+        ],
+        grpc.UnaryUnaryMultiCallable[
+            custody._pb.custody.v1.custody_pb2.DeriveKeyRequest,
+            custody._pb.custody.v1.custody_pb2.DerivedKey,
+        ],
+        grpc.UnaryUnaryMultiCallable[
+            custody._pb.custody.v1.custody_pb2.RequestSignatureRequest,
+            custody._pb.custody.v1.custody_pb2.SignatureRequest,
+        ],
+        grpc.UnaryUnaryMultiCallable[
+            custody._pb.custody.v1.custody_pb2.GetSignatureRequestRequest,
+            custody._pb.custody.v1.custody_pb2.SignatureRequest,
+        ],
+        grpc.UnaryUnaryMultiCallable[
+            custody._pb.custody.v1.custody_pb2.WaitSignatureRequestRequest,
+            custody._pb.custody.v1.custody_pb2.SignatureRequest,
+        ],
+    ], channel: grpc.Channel) -> None: ...
+
+    @typing.overload
+    def __init__(self: CustodyServiceStub[
+        grpc.aio.UnaryUnaryMultiCallable[
+            custody._pb.custody.v1.custody_pb2.CreateKeyRequest,
+            custody._pb.custody.v1.custody_pb2.Operation,
+        ],
+        grpc.aio.UnaryUnaryMultiCallable[
+            custody._pb.custody.v1.custody_pb2.GetOperationRequest,
+            custody._pb.custody.v1.custody_pb2.Operation,
+        ],
+        grpc.aio.UnaryUnaryMultiCallable[
+            custody._pb.custody.v1.custody_pb2.WaitOperationRequest,
+            custody._pb.custody.v1.custody_pb2.Operation,
+        ],
+        grpc.aio.UnaryUnaryMultiCallable[
+            custody._pb.custody.v1.custody_pb2.GetKeyRequest,
+            custody._pb.custody.v1.custody_pb2.Key,
+        ],
+        grpc.aio.UnaryUnaryMultiCallable[
+            custody._pb.custody.v1.custody_pb2.ListKeysRequest,
+            custody._pb.custody.v1.custody_pb2.ListKeysResponse,
+        ],
+        grpc.aio.UnaryUnaryMultiCallable[
+            custody._pb.custody.v1.custody_pb2.DeriveKeyRequest,
+            custody._pb.custody.v1.custody_pb2.DerivedKey,
+        ],
+        grpc.aio.UnaryUnaryMultiCallable[
+            custody._pb.custody.v1.custody_pb2.RequestSignatureRequest,
+            custody._pb.custody.v1.custody_pb2.SignatureRequest,
+        ],
+        grpc.aio.UnaryUnaryMultiCallable[
+            custody._pb.custody.v1.custody_pb2.GetSignatureRequestRequest,
+            custody._pb.custody.v1.custody_pb2.SignatureRequest,
+        ],
+        grpc.aio.UnaryUnaryMultiCallable[
+            custody._pb.custody.v1.custody_pb2.WaitSignatureRequestRequest,
+            custody._pb.custody.v1.custody_pb2.SignatureRequest,
+        ],
+    ], channel: grpc.aio.Channel) -> None: ...
+
+    CreateKey: _CustodyServiceCreateKeyType
     """Start distributed key generation; returns a long-running operation."""
-    GetOperation: _grpc.UnaryUnaryMultiCallable[_custody_pb2.GetOperationRequest, _custody_pb2.Operation]
-    WaitOperation: _grpc.UnaryUnaryMultiCallable[_custody_pb2.WaitOperationRequest, _custody_pb2.Operation]
-    """Block until the operation is done or the timeout passes."""
-    GetKey: _grpc.UnaryUnaryMultiCallable[_custody_pb2.GetKeyRequest, _custody_pb2.Key]
-    ListKeys: _grpc.UnaryUnaryMultiCallable[_custody_pb2.ListKeysRequest, _custody_pb2.ListKeysResponse]
-    DeriveKey: _grpc.UnaryUnaryMultiCallable[_custody_pb2.DeriveKeyRequest, _custody_pb2.DerivedKey]
-    """Derive a child public key (BIP32 non-hardened path) of a key."""
-    RequestSignature: _grpc.UnaryUnaryMultiCallable[_custody_pb2.RequestSignatureRequest, _custody_pb2.SignatureRequest]
-    """Idempotent on request_id (AIP-155): the same id always yields the same signature."""
-    GetSignatureRequest: _grpc.UnaryUnaryMultiCallable[_custody_pb2.GetSignatureRequestRequest, _custody_pb2.SignatureRequest]
-    WaitSignatureRequest: _grpc.UnaryUnaryMultiCallable[_custody_pb2.WaitSignatureRequestRequest, _custody_pb2.SignatureRequest]
 
-@_typing.type_check_only
-class CustodyServiceAsyncStub(CustodyServiceStub):
-    def __init__(self, channel: _aio.Channel) -> None: ...
-    CreateKey: _aio.UnaryUnaryMultiCallable[_custody_pb2.CreateKeyRequest, _custody_pb2.Operation]  # type: ignore[assignment]
-    """Start distributed key generation; returns a long-running operation."""
-    GetOperation: _aio.UnaryUnaryMultiCallable[_custody_pb2.GetOperationRequest, _custody_pb2.Operation]  # type: ignore[assignment]
-    WaitOperation: _aio.UnaryUnaryMultiCallable[_custody_pb2.WaitOperationRequest, _custody_pb2.Operation]  # type: ignore[assignment]
-    """Block until the operation is done or the timeout passes."""
-    GetKey: _aio.UnaryUnaryMultiCallable[_custody_pb2.GetKeyRequest, _custody_pb2.Key]  # type: ignore[assignment]
-    ListKeys: _aio.UnaryUnaryMultiCallable[_custody_pb2.ListKeysRequest, _custody_pb2.ListKeysResponse]  # type: ignore[assignment]
-    DeriveKey: _aio.UnaryUnaryMultiCallable[_custody_pb2.DeriveKeyRequest, _custody_pb2.DerivedKey]  # type: ignore[assignment]
-    """Derive a child public key (BIP32 non-hardened path) of a key."""
-    RequestSignature: _aio.UnaryUnaryMultiCallable[_custody_pb2.RequestSignatureRequest, _custody_pb2.SignatureRequest]  # type: ignore[assignment]
-    """Idempotent on request_id (AIP-155): the same id always yields the same signature."""
-    GetSignatureRequest: _aio.UnaryUnaryMultiCallable[_custody_pb2.GetSignatureRequestRequest, _custody_pb2.SignatureRequest]  # type: ignore[assignment]
-    WaitSignatureRequest: _aio.UnaryUnaryMultiCallable[_custody_pb2.WaitSignatureRequestRequest, _custody_pb2.SignatureRequest]  # type: ignore[assignment]
+    GetOperation: _CustodyServiceGetOperationType
 
-class CustodyServiceServicer(metaclass=_abc_1.ABCMeta):
-    @_abc_1.abstractmethod
+    WaitOperation: _CustodyServiceWaitOperationType
+    """Block until the operation is done or the timeout passes."""
+
+    GetKey: _CustodyServiceGetKeyType
+
+    ListKeys: _CustodyServiceListKeysType
+
+    DeriveKey: _CustodyServiceDeriveKeyType
+    """Derive a child public key (BIP32 non-hardened path) of a key."""
+
+    RequestSignature: _CustodyServiceRequestSignatureType
+    """Idempotent on request_id (AIP-155): the same id always yields the same signature."""
+
+    GetSignatureRequest: _CustodyServiceGetSignatureRequestType
+
+    WaitSignatureRequest: _CustodyServiceWaitSignatureRequestType
+
+CustodyServiceAsyncStub: typing_extensions.TypeAlias = CustodyServiceStub[
+    grpc.aio.UnaryUnaryMultiCallable[
+        custody._pb.custody.v1.custody_pb2.CreateKeyRequest,
+        custody._pb.custody.v1.custody_pb2.Operation,
+    ],
+    grpc.aio.UnaryUnaryMultiCallable[
+        custody._pb.custody.v1.custody_pb2.GetOperationRequest,
+        custody._pb.custody.v1.custody_pb2.Operation,
+    ],
+    grpc.aio.UnaryUnaryMultiCallable[
+        custody._pb.custody.v1.custody_pb2.WaitOperationRequest,
+        custody._pb.custody.v1.custody_pb2.Operation,
+    ],
+    grpc.aio.UnaryUnaryMultiCallable[
+        custody._pb.custody.v1.custody_pb2.GetKeyRequest,
+        custody._pb.custody.v1.custody_pb2.Key,
+    ],
+    grpc.aio.UnaryUnaryMultiCallable[
+        custody._pb.custody.v1.custody_pb2.ListKeysRequest,
+        custody._pb.custody.v1.custody_pb2.ListKeysResponse,
+    ],
+    grpc.aio.UnaryUnaryMultiCallable[
+        custody._pb.custody.v1.custody_pb2.DeriveKeyRequest,
+        custody._pb.custody.v1.custody_pb2.DerivedKey,
+    ],
+    grpc.aio.UnaryUnaryMultiCallable[
+        custody._pb.custody.v1.custody_pb2.RequestSignatureRequest,
+        custody._pb.custody.v1.custody_pb2.SignatureRequest,
+    ],
+    grpc.aio.UnaryUnaryMultiCallable[
+        custody._pb.custody.v1.custody_pb2.GetSignatureRequestRequest,
+        custody._pb.custody.v1.custody_pb2.SignatureRequest,
+    ],
+    grpc.aio.UnaryUnaryMultiCallable[
+        custody._pb.custody.v1.custody_pb2.WaitSignatureRequestRequest,
+        custody._pb.custody.v1.custody_pb2.SignatureRequest,
+    ],
+]
+
+class CustodyServiceServicer(metaclass=abc.ABCMeta):
+    @abc.abstractmethod
     def CreateKey(
         self,
-        request: _custody_pb2.CreateKeyRequest,
+        request: custody._pb.custody.v1.custody_pb2.CreateKeyRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_custody_pb2.Operation, _abc.Awaitable[_custody_pb2.Operation]]:
+    ) -> typing.Union[custody._pb.custody.v1.custody_pb2.Operation, collections.abc.Awaitable[custody._pb.custody.v1.custody_pb2.Operation]]:
         """Start distributed key generation; returns a long-running operation."""
 
-    @_abc_1.abstractmethod
+    @abc.abstractmethod
     def GetOperation(
         self,
-        request: _custody_pb2.GetOperationRequest,
+        request: custody._pb.custody.v1.custody_pb2.GetOperationRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_custody_pb2.Operation, _abc.Awaitable[_custody_pb2.Operation]]: ...
+    ) -> typing.Union[custody._pb.custody.v1.custody_pb2.Operation, collections.abc.Awaitable[custody._pb.custody.v1.custody_pb2.Operation]]: ...
 
-    @_abc_1.abstractmethod
+    @abc.abstractmethod
     def WaitOperation(
         self,
-        request: _custody_pb2.WaitOperationRequest,
+        request: custody._pb.custody.v1.custody_pb2.WaitOperationRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_custody_pb2.Operation, _abc.Awaitable[_custody_pb2.Operation]]:
+    ) -> typing.Union[custody._pb.custody.v1.custody_pb2.Operation, collections.abc.Awaitable[custody._pb.custody.v1.custody_pb2.Operation]]:
         """Block until the operation is done or the timeout passes."""
 
-    @_abc_1.abstractmethod
+    @abc.abstractmethod
     def GetKey(
         self,
-        request: _custody_pb2.GetKeyRequest,
+        request: custody._pb.custody.v1.custody_pb2.GetKeyRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_custody_pb2.Key, _abc.Awaitable[_custody_pb2.Key]]: ...
+    ) -> typing.Union[custody._pb.custody.v1.custody_pb2.Key, collections.abc.Awaitable[custody._pb.custody.v1.custody_pb2.Key]]: ...
 
-    @_abc_1.abstractmethod
+    @abc.abstractmethod
     def ListKeys(
         self,
-        request: _custody_pb2.ListKeysRequest,
+        request: custody._pb.custody.v1.custody_pb2.ListKeysRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_custody_pb2.ListKeysResponse, _abc.Awaitable[_custody_pb2.ListKeysResponse]]: ...
+    ) -> typing.Union[custody._pb.custody.v1.custody_pb2.ListKeysResponse, collections.abc.Awaitable[custody._pb.custody.v1.custody_pb2.ListKeysResponse]]: ...
 
-    @_abc_1.abstractmethod
+    @abc.abstractmethod
     def DeriveKey(
         self,
-        request: _custody_pb2.DeriveKeyRequest,
+        request: custody._pb.custody.v1.custody_pb2.DeriveKeyRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_custody_pb2.DerivedKey, _abc.Awaitable[_custody_pb2.DerivedKey]]:
+    ) -> typing.Union[custody._pb.custody.v1.custody_pb2.DerivedKey, collections.abc.Awaitable[custody._pb.custody.v1.custody_pb2.DerivedKey]]:
         """Derive a child public key (BIP32 non-hardened path) of a key."""
 
-    @_abc_1.abstractmethod
+    @abc.abstractmethod
     def RequestSignature(
         self,
-        request: _custody_pb2.RequestSignatureRequest,
+        request: custody._pb.custody.v1.custody_pb2.RequestSignatureRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_custody_pb2.SignatureRequest, _abc.Awaitable[_custody_pb2.SignatureRequest]]:
+    ) -> typing.Union[custody._pb.custody.v1.custody_pb2.SignatureRequest, collections.abc.Awaitable[custody._pb.custody.v1.custody_pb2.SignatureRequest]]:
         """Idempotent on request_id (AIP-155): the same id always yields the same signature."""
 
-    @_abc_1.abstractmethod
+    @abc.abstractmethod
     def GetSignatureRequest(
         self,
-        request: _custody_pb2.GetSignatureRequestRequest,
+        request: custody._pb.custody.v1.custody_pb2.GetSignatureRequestRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_custody_pb2.SignatureRequest, _abc.Awaitable[_custody_pb2.SignatureRequest]]: ...
+    ) -> typing.Union[custody._pb.custody.v1.custody_pb2.SignatureRequest, collections.abc.Awaitable[custody._pb.custody.v1.custody_pb2.SignatureRequest]]: ...
 
-    @_abc_1.abstractmethod
+    @abc.abstractmethod
     def WaitSignatureRequest(
         self,
-        request: _custody_pb2.WaitSignatureRequestRequest,
+        request: custody._pb.custody.v1.custody_pb2.WaitSignatureRequestRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_custody_pb2.SignatureRequest, _abc.Awaitable[_custody_pb2.SignatureRequest]]: ...
+    ) -> typing.Union[custody._pb.custody.v1.custody_pb2.SignatureRequest, collections.abc.Awaitable[custody._pb.custody.v1.custody_pb2.SignatureRequest]]: ...
 
-def add_CustodyServiceServicer_to_server(servicer: CustodyServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
+def add_CustodyServiceServicer_to_server(servicer: CustodyServiceServicer, server: typing.Union[grpc.Server, grpc.aio.Server]) -> None: ...

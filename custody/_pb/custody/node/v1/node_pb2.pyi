@@ -6,28 +6,28 @@ Coordinator -> signer node. Every protocol message is a sealed envelope
 recipient); the coordinator only relays them.
 """
 
-from collections import abc as _abc
-from google.protobuf import descriptor as _descriptor
-from google.protobuf import message as _message
-from google.protobuf.internal import containers as _containers
-from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
-import builtins as _builtins
+import builtins
+import collections.abc
+import google.protobuf.descriptor
+import google.protobuf.internal.containers
+import google.protobuf.internal.enum_type_wrapper
+import google.protobuf.message
 import sys
-import typing as _typing
+import typing
 
-if sys.version_info >= (3, 11):
-    from typing import TypeAlias as _TypeAlias, Never as _Never
+if sys.version_info >= (3, 10):
+    import typing as typing_extensions
 else:
-    from typing_extensions import TypeAlias as _TypeAlias, Never as _Never
+    import typing_extensions
 
-DESCRIPTOR: _descriptor.FileDescriptor
+DESCRIPTOR: google.protobuf.descriptor.FileDescriptor
 
 class _SessionKind:
-    ValueType = _typing.NewType("ValueType", _builtins.int)
-    V: _TypeAlias = ValueType  # noqa: Y015
+    ValueType = typing.NewType("ValueType", builtins.int)
+    V: typing_extensions.TypeAlias = ValueType
 
-class _SessionKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_SessionKind.ValueType], _builtins.type):
-    DESCRIPTOR: _descriptor.EnumDescriptor
+class _SessionKindEnumTypeWrapper(google.protobuf.internal.enum_type_wrapper._EnumTypeWrapper[_SessionKind.ValueType], builtins.type):
+    DESCRIPTOR: google.protobuf.descriptor.EnumDescriptor
     SESSION_KIND_UNSPECIFIED: _SessionKind.ValueType  # 0
     SESSION_KIND_DKG: _SessionKind.ValueType  # 1
     SESSION_KIND_REFRESH: _SessionKind.ValueType  # 2
@@ -37,14 +37,14 @@ class SessionKind(_SessionKind, metaclass=_SessionKindEnumTypeWrapper): ...
 SESSION_KIND_UNSPECIFIED: SessionKind.ValueType  # 0
 SESSION_KIND_DKG: SessionKind.ValueType  # 1
 SESSION_KIND_REFRESH: SessionKind.ValueType  # 2
-Global___SessionKind: _TypeAlias = SessionKind  # noqa: Y015
+Global___SessionKind: typing_extensions.TypeAlias = SessionKind
 
 class _SessionState:
-    ValueType = _typing.NewType("ValueType", _builtins.int)
-    V: _TypeAlias = ValueType  # noqa: Y015
+    ValueType = typing.NewType("ValueType", builtins.int)
+    V: typing_extensions.TypeAlias = ValueType
 
-class _SessionStateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_SessionState.ValueType], _builtins.type):
-    DESCRIPTOR: _descriptor.EnumDescriptor
+class _SessionStateEnumTypeWrapper(google.protobuf.internal.enum_type_wrapper._EnumTypeWrapper[_SessionState.ValueType], builtins.type):
+    DESCRIPTOR: google.protobuf.descriptor.EnumDescriptor
     SESSION_STATE_UNSPECIFIED: _SessionState.ValueType  # 0
     SESSION_STATE_RUNNING: _SessionState.ValueType  # 1
     SESSION_STATE_FINISHED: _SessionState.ValueType  # 2
@@ -56,269 +56,228 @@ SESSION_STATE_UNSPECIFIED: SessionState.ValueType  # 0
 SESSION_STATE_RUNNING: SessionState.ValueType  # 1
 SESSION_STATE_FINISHED: SessionState.ValueType  # 2
 SESSION_STATE_ABORTED: SessionState.ValueType  # 3
-Global___SessionState: _TypeAlias = SessionState  # noqa: Y015
+Global___SessionState: typing_extensions.TypeAlias = SessionState
 
-@_typing.final
-class GetInfoRequest(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
+@typing.final
+class GetInfoRequest(google.protobuf.message.Message):
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
 
     def __init__(
         self,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___GetInfoRequest: _TypeAlias = GetInfoRequest  # noqa: Y015
+Global___GetInfoRequest: typing_extensions.TypeAlias = GetInfoRequest
 
-@_typing.final
-class NodeInfo(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
+@typing.final
+class NodeInfo(google.protobuf.message.Message):
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
 
-    NODE_ID_FIELD_NUMBER: _builtins.int
-    SIGNING_KEY_FIELD_NUMBER: _builtins.int
-    ENCRYPTION_KEY_FIELD_NUMBER: _builtins.int
-    VERSION_FIELD_NUMBER: _builtins.int
-    node_id: _builtins.int
-    signing_key: _builtins.bytes
+    NODE_ID_FIELD_NUMBER: builtins.int
+    SIGNING_KEY_FIELD_NUMBER: builtins.int
+    ENCRYPTION_KEY_FIELD_NUMBER: builtins.int
+    VERSION_FIELD_NUMBER: builtins.int
+    node_id: builtins.int
+    signing_key: builtins.bytes
     """Ed25519"""
-    encryption_key: _builtins.bytes
+    encryption_key: builtins.bytes
     """X25519"""
-    version: _builtins.str
+    version: builtins.str
     def __init__(
         self,
         *,
-        node_id: _builtins.int = ...,
-        signing_key: _builtins.bytes = ...,
-        encryption_key: _builtins.bytes = ...,
-        version: _builtins.str = ...,
+        node_id: builtins.int = ...,
+        signing_key: builtins.bytes = ...,
+        encryption_key: builtins.bytes = ...,
+        version: builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["encryption_key", b"encryption_key", "node_id", b"node_id", "signing_key", b"signing_key", "version", b"version"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    def ClearField(self, field_name: typing.Literal["encryption_key", b"encryption_key", "node_id", b"node_id", "signing_key", b"signing_key", "version", b"version"]) -> None: ...
 
-Global___NodeInfo: _TypeAlias = NodeInfo  # noqa: Y015
+Global___NodeInfo: typing_extensions.TypeAlias = NodeInfo
 
-@_typing.final
-class StartSessionRequest(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
+@typing.final
+class StartSessionRequest(google.protobuf.message.Message):
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
 
-    SESSION_ID_FIELD_NUMBER: _builtins.int
-    KIND_FIELD_NUMBER: _builtins.int
-    KEY_ID_FIELD_NUMBER: _builtins.int
-    SCHEME_FIELD_NUMBER: _builtins.int
-    PARTIES_FIELD_NUMBER: _builtins.int
-    THRESHOLD_FIELD_NUMBER: _builtins.int
-    session_id: _builtins.bytes
+    SESSION_ID_FIELD_NUMBER: builtins.int
+    KIND_FIELD_NUMBER: builtins.int
+    KEY_ID_FIELD_NUMBER: builtins.int
+    SCHEME_FIELD_NUMBER: builtins.int
+    PARTIES_FIELD_NUMBER: builtins.int
+    THRESHOLD_FIELD_NUMBER: builtins.int
+    session_id: builtins.bytes
     """32 bytes"""
     kind: Global___SessionKind.ValueType
-    key_id: _builtins.str
-    scheme: _builtins.str
+    key_id: builtins.str
+    scheme: builtins.str
     """frost-ed25519 | frost-secp256k1 | frost-bip340"""
-    threshold: _builtins.int
-    @_builtins.property
-    def parties(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]: ...
+    threshold: builtins.int
+    @property
+    def parties(self) -> google.protobuf.internal.containers.RepeatedScalarFieldContainer[builtins.int]: ...
     def __init__(
         self,
         *,
-        session_id: _builtins.bytes = ...,
+        session_id: builtins.bytes = ...,
         kind: Global___SessionKind.ValueType = ...,
-        key_id: _builtins.str = ...,
-        scheme: _builtins.str = ...,
-        parties: _abc.Iterable[_builtins.int] | None = ...,
-        threshold: _builtins.int = ...,
+        key_id: builtins.str = ...,
+        scheme: builtins.str = ...,
+        parties: collections.abc.Iterable[builtins.int] | None = ...,
+        threshold: builtins.int = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["key_id", b"key_id", "kind", b"kind", "parties", b"parties", "scheme", b"scheme", "session_id", b"session_id", "threshold", b"threshold"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    def ClearField(self, field_name: typing.Literal["key_id", b"key_id", "kind", b"kind", "parties", b"parties", "scheme", b"scheme", "session_id", b"session_id", "threshold", b"threshold"]) -> None: ...
 
-Global___StartSessionRequest: _TypeAlias = StartSessionRequest  # noqa: Y015
+Global___StartSessionRequest: typing_extensions.TypeAlias = StartSessionRequest
 
-@_typing.final
-class DeliverRequest(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
+@typing.final
+class DeliverRequest(google.protobuf.message.Message):
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
 
-    SESSION_ID_FIELD_NUMBER: _builtins.int
-    ENVELOPES_FIELD_NUMBER: _builtins.int
-    session_id: _builtins.bytes
-    @_builtins.property
-    def envelopes(self) -> _containers.RepeatedScalarFieldContainer[_builtins.bytes]:
+    SESSION_ID_FIELD_NUMBER: builtins.int
+    ENVELOPES_FIELD_NUMBER: builtins.int
+    session_id: builtins.bytes
+    @property
+    def envelopes(self) -> google.protobuf.internal.containers.RepeatedScalarFieldContainer[builtins.bytes]:
         """SealedEnvelope encodings"""
 
     def __init__(
         self,
         *,
-        session_id: _builtins.bytes = ...,
-        envelopes: _abc.Iterable[_builtins.bytes] | None = ...,
+        session_id: builtins.bytes = ...,
+        envelopes: collections.abc.Iterable[builtins.bytes] | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["envelopes", b"envelopes", "session_id", b"session_id"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    def ClearField(self, field_name: typing.Literal["envelopes", b"envelopes", "session_id", b"session_id"]) -> None: ...
 
-Global___DeliverRequest: _TypeAlias = DeliverRequest  # noqa: Y015
+Global___DeliverRequest: typing_extensions.TypeAlias = DeliverRequest
 
-@_typing.final
-class SessionUpdate(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
+@typing.final
+class SessionUpdate(google.protobuf.message.Message):
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
 
-    STATE_FIELD_NUMBER: _builtins.int
-    ENVELOPES_FIELD_NUMBER: _builtins.int
-    PUBLIC_KEY_PACKAGE_FIELD_NUMBER: _builtins.int
-    ERROR_CODE_FIELD_NUMBER: _builtins.int
-    CULPRITS_FIELD_NUMBER: _builtins.int
-    ERROR_MESSAGE_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: builtins.int
+    ENVELOPES_FIELD_NUMBER: builtins.int
+    PUBLIC_KEY_PACKAGE_FIELD_NUMBER: builtins.int
+    ERROR_CODE_FIELD_NUMBER: builtins.int
+    CULPRITS_FIELD_NUMBER: builtins.int
+    ERROR_MESSAGE_FIELD_NUMBER: builtins.int
     state: Global___SessionState.ValueType
-    public_key_package: _builtins.bytes
+    public_key_package: builtins.bytes
     """when a DKG/refresh finished"""
-    error_code: _builtins.str
+    error_code: builtins.str
     """when aborted"""
-    error_message: _builtins.str
-    @_builtins.property
-    def envelopes(self) -> _containers.RepeatedScalarFieldContainer[_builtins.bytes]:
+    error_message: builtins.str
+    @property
+    def envelopes(self) -> google.protobuf.internal.containers.RepeatedScalarFieldContainer[builtins.bytes]:
         """sealed, to relay"""
 
-    @_builtins.property
-    def culprits(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]: ...
+    @property
+    def culprits(self) -> google.protobuf.internal.containers.RepeatedScalarFieldContainer[builtins.int]: ...
     def __init__(
         self,
         *,
         state: Global___SessionState.ValueType = ...,
-        envelopes: _abc.Iterable[_builtins.bytes] | None = ...,
-        public_key_package: _builtins.bytes = ...,
-        error_code: _builtins.str = ...,
-        culprits: _abc.Iterable[_builtins.int] | None = ...,
-        error_message: _builtins.str = ...,
+        envelopes: collections.abc.Iterable[builtins.bytes] | None = ...,
+        public_key_package: builtins.bytes = ...,
+        error_code: builtins.str = ...,
+        culprits: collections.abc.Iterable[builtins.int] | None = ...,
+        error_message: builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["culprits", b"culprits", "envelopes", b"envelopes", "error_code", b"error_code", "error_message", b"error_message", "public_key_package", b"public_key_package", "state", b"state"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    def ClearField(self, field_name: typing.Literal["culprits", b"culprits", "envelopes", b"envelopes", "error_code", b"error_code", "error_message", b"error_message", "public_key_package", b"public_key_package", "state", b"state"]) -> None: ...
 
-Global___SessionUpdate: _TypeAlias = SessionUpdate  # noqa: Y015
+Global___SessionUpdate: typing_extensions.TypeAlias = SessionUpdate
 
-@_typing.final
-class PrepareNoncesRequest(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
+@typing.final
+class PrepareNoncesRequest(google.protobuf.message.Message):
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
 
-    KEY_ID_FIELD_NUMBER: _builtins.int
-    COUNT_FIELD_NUMBER: _builtins.int
-    key_id: _builtins.str
-    count: _builtins.int
+    KEY_ID_FIELD_NUMBER: builtins.int
+    COUNT_FIELD_NUMBER: builtins.int
+    key_id: builtins.str
+    count: builtins.int
     def __init__(
         self,
         *,
-        key_id: _builtins.str = ...,
-        count: _builtins.int = ...,
+        key_id: builtins.str = ...,
+        count: builtins.int = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["count", b"count", "key_id", b"key_id"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    def ClearField(self, field_name: typing.Literal["count", b"count", "key_id", b"key_id"]) -> None: ...
 
-Global___PrepareNoncesRequest: _TypeAlias = PrepareNoncesRequest  # noqa: Y015
+Global___PrepareNoncesRequest: typing_extensions.TypeAlias = PrepareNoncesRequest
 
-@_typing.final
-class NonceCommitment(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
+@typing.final
+class NonceCommitment(google.protobuf.message.Message):
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
 
-    NONCE_ID_FIELD_NUMBER: _builtins.int
-    COMMITMENTS_FIELD_NUMBER: _builtins.int
-    nonce_id: _builtins.str
-    commitments: _builtins.bytes
+    NONCE_ID_FIELD_NUMBER: builtins.int
+    COMMITMENTS_FIELD_NUMBER: builtins.int
+    nonce_id: builtins.str
+    commitments: builtins.bytes
     """SigningCommitments encoding"""
     def __init__(
         self,
         *,
-        nonce_id: _builtins.str = ...,
-        commitments: _builtins.bytes = ...,
+        nonce_id: builtins.str = ...,
+        commitments: builtins.bytes = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["commitments", b"commitments", "nonce_id", b"nonce_id"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    def ClearField(self, field_name: typing.Literal["commitments", b"commitments", "nonce_id", b"nonce_id"]) -> None: ...
 
-Global___NonceCommitment: _TypeAlias = NonceCommitment  # noqa: Y015
+Global___NonceCommitment: typing_extensions.TypeAlias = NonceCommitment
 
-@_typing.final
-class PrepareNoncesResponse(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
+@typing.final
+class PrepareNoncesResponse(google.protobuf.message.Message):
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
 
-    NONCES_FIELD_NUMBER: _builtins.int
-    @_builtins.property
-    def nonces(self) -> _containers.RepeatedCompositeFieldContainer[Global___NonceCommitment]: ...
+    NONCES_FIELD_NUMBER: builtins.int
+    @property
+    def nonces(self) -> google.protobuf.internal.containers.RepeatedCompositeFieldContainer[Global___NonceCommitment]: ...
     def __init__(
         self,
         *,
-        nonces: _abc.Iterable[Global___NonceCommitment] | None = ...,
+        nonces: collections.abc.Iterable[Global___NonceCommitment] | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["nonces", b"nonces"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    def ClearField(self, field_name: typing.Literal["nonces", b"nonces"]) -> None: ...
 
-Global___PrepareNoncesResponse: _TypeAlias = PrepareNoncesResponse  # noqa: Y015
+Global___PrepareNoncesResponse: typing_extensions.TypeAlias = PrepareNoncesResponse
 
-@_typing.final
-class SignShareRequest(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
+@typing.final
+class SignShareRequest(google.protobuf.message.Message):
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
 
-    REQUEST_ID_FIELD_NUMBER: _builtins.int
-    KEY_ID_FIELD_NUMBER: _builtins.int
-    SIGNING_PACKAGE_FIELD_NUMBER: _builtins.int
-    NONCE_ID_FIELD_NUMBER: _builtins.int
-    DERIVATION_PATH_FIELD_NUMBER: _builtins.int
-    request_id: _builtins.str
-    key_id: _builtins.str
-    signing_package: _builtins.bytes
+    REQUEST_ID_FIELD_NUMBER: builtins.int
+    KEY_ID_FIELD_NUMBER: builtins.int
+    SIGNING_PACKAGE_FIELD_NUMBER: builtins.int
+    NONCE_ID_FIELD_NUMBER: builtins.int
+    DERIVATION_PATH_FIELD_NUMBER: builtins.int
+    request_id: builtins.str
+    key_id: builtins.str
+    signing_package: builtins.bytes
     """SigningPackage encoding (message, commitments, tweak)"""
-    nonce_id: _builtins.str
+    nonce_id: builtins.str
     """this node's pool entry whose commitments are in the package"""
-    derivation_path: _builtins.str
+    derivation_path: builtins.str
     """BIP32 non-hardened path, "m/..." or empty"""
     def __init__(
         self,
         *,
-        request_id: _builtins.str = ...,
-        key_id: _builtins.str = ...,
-        signing_package: _builtins.bytes = ...,
-        nonce_id: _builtins.str = ...,
-        derivation_path: _builtins.str = ...,
+        request_id: builtins.str = ...,
+        key_id: builtins.str = ...,
+        signing_package: builtins.bytes = ...,
+        nonce_id: builtins.str = ...,
+        derivation_path: builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["derivation_path", b"derivation_path", "key_id", b"key_id", "nonce_id", b"nonce_id", "request_id", b"request_id", "signing_package", b"signing_package"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    def ClearField(self, field_name: typing.Literal["derivation_path", b"derivation_path", "key_id", b"key_id", "nonce_id", b"nonce_id", "request_id", b"request_id", "signing_package", b"signing_package"]) -> None: ...
 
-Global___SignShareRequest: _TypeAlias = SignShareRequest  # noqa: Y015
+Global___SignShareRequest: typing_extensions.TypeAlias = SignShareRequest
 
-@_typing.final
-class SignShareResponse(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
+@typing.final
+class SignShareResponse(google.protobuf.message.Message):
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
 
-    SIGNATURE_SHARE_FIELD_NUMBER: _builtins.int
-    signature_share: _builtins.bytes
+    SIGNATURE_SHARE_FIELD_NUMBER: builtins.int
+    signature_share: builtins.bytes
     def __init__(
         self,
         *,
-        signature_share: _builtins.bytes = ...,
+        signature_share: builtins.bytes = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["signature_share", b"signature_share"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    def ClearField(self, field_name: typing.Literal["signature_share", b"signature_share"]) -> None: ...
 
-Global___SignShareResponse: _TypeAlias = SignShareResponse  # noqa: Y015
+Global___SignShareResponse: typing_extensions.TypeAlias = SignShareResponse

@@ -6,98 +6,234 @@ Coordinator -> signer node. Every protocol message is a sealed envelope
 recipient); the coordinator only relays them.
 """
 
-from collections import abc as _abc
-from custody.node.v1 import node_pb2 as _node_pb2
-from grpc import aio as _aio
-import abc as _abc_1
-import grpc as _grpc
+import abc
+import collections.abc
+import custody._pb.custody.node.v1.node_pb2
+import grpc
+import grpc.aio
 import sys
-import typing as _typing
+import typing
 
-if sys.version_info >= (3, 11):
-    from typing import Self as _Self
+if sys.version_info >= (3, 13):
+    import typing as typing_extensions
 else:
-    from typing_extensions import Self as _Self
+    import typing_extensions
 
-_T = _typing.TypeVar("_T")
+_T = typing.TypeVar("_T")
 
-class _MaybeAsyncIterator(_abc.AsyncIterator[_T], _abc.Iterator[_T], metaclass=_abc_1.ABCMeta): ...
+class _MaybeAsyncIterator(collections.abc.AsyncIterator[_T], collections.abc.Iterator[_T], metaclass=abc.ABCMeta): ...
 
-class _ServicerContext(_grpc.ServicerContext, _aio.ServicerContext):  # type: ignore[misc, type-arg]
+class _ServicerContext(grpc.ServicerContext, grpc.aio.ServicerContext):  # type: ignore[misc, type-arg]
     ...
 
 GRPC_GENERATED_VERSION: str
 GRPC_VERSION: str
+_NodeServiceGetInfoType = typing_extensions.TypeVar(
+    '_NodeServiceGetInfoType',
+    grpc.UnaryUnaryMultiCallable[
+        custody._pb.custody.node.v1.node_pb2.GetInfoRequest,
+        custody._pb.custody.node.v1.node_pb2.NodeInfo,
+    ],
+    grpc.aio.UnaryUnaryMultiCallable[
+        custody._pb.custody.node.v1.node_pb2.GetInfoRequest,
+        custody._pb.custody.node.v1.node_pb2.NodeInfo,
+    ],
+    default=grpc.UnaryUnaryMultiCallable[
+        custody._pb.custody.node.v1.node_pb2.GetInfoRequest,
+        custody._pb.custody.node.v1.node_pb2.NodeInfo,
+    ],
+)
 
-class NodeServiceStub:
-    @_typing.overload
-    def __new__(cls, channel: _grpc.Channel) -> _Self: ...
-    @_typing.overload
-    def __new__(cls, channel: _aio.Channel) -> NodeServiceAsyncStub: ...
-    GetInfo: _grpc.UnaryUnaryMultiCallable[_node_pb2.GetInfoRequest, _node_pb2.NodeInfo]
+_NodeServiceStartSessionType = typing_extensions.TypeVar(
+    '_NodeServiceStartSessionType',
+    grpc.UnaryUnaryMultiCallable[
+        custody._pb.custody.node.v1.node_pb2.StartSessionRequest,
+        custody._pb.custody.node.v1.node_pb2.SessionUpdate,
+    ],
+    grpc.aio.UnaryUnaryMultiCallable[
+        custody._pb.custody.node.v1.node_pb2.StartSessionRequest,
+        custody._pb.custody.node.v1.node_pb2.SessionUpdate,
+    ],
+    default=grpc.UnaryUnaryMultiCallable[
+        custody._pb.custody.node.v1.node_pb2.StartSessionRequest,
+        custody._pb.custody.node.v1.node_pb2.SessionUpdate,
+    ],
+)
+
+_NodeServiceDeliverType = typing_extensions.TypeVar(
+    '_NodeServiceDeliverType',
+    grpc.UnaryUnaryMultiCallable[
+        custody._pb.custody.node.v1.node_pb2.DeliverRequest,
+        custody._pb.custody.node.v1.node_pb2.SessionUpdate,
+    ],
+    grpc.aio.UnaryUnaryMultiCallable[
+        custody._pb.custody.node.v1.node_pb2.DeliverRequest,
+        custody._pb.custody.node.v1.node_pb2.SessionUpdate,
+    ],
+    default=grpc.UnaryUnaryMultiCallable[
+        custody._pb.custody.node.v1.node_pb2.DeliverRequest,
+        custody._pb.custody.node.v1.node_pb2.SessionUpdate,
+    ],
+)
+
+_NodeServicePrepareNoncesType = typing_extensions.TypeVar(
+    '_NodeServicePrepareNoncesType',
+    grpc.UnaryUnaryMultiCallable[
+        custody._pb.custody.node.v1.node_pb2.PrepareNoncesRequest,
+        custody._pb.custody.node.v1.node_pb2.PrepareNoncesResponse,
+    ],
+    grpc.aio.UnaryUnaryMultiCallable[
+        custody._pb.custody.node.v1.node_pb2.PrepareNoncesRequest,
+        custody._pb.custody.node.v1.node_pb2.PrepareNoncesResponse,
+    ],
+    default=grpc.UnaryUnaryMultiCallable[
+        custody._pb.custody.node.v1.node_pb2.PrepareNoncesRequest,
+        custody._pb.custody.node.v1.node_pb2.PrepareNoncesResponse,
+    ],
+)
+
+_NodeServiceSignShareType = typing_extensions.TypeVar(
+    '_NodeServiceSignShareType',
+    grpc.UnaryUnaryMultiCallable[
+        custody._pb.custody.node.v1.node_pb2.SignShareRequest,
+        custody._pb.custody.node.v1.node_pb2.SignShareResponse,
+    ],
+    grpc.aio.UnaryUnaryMultiCallable[
+        custody._pb.custody.node.v1.node_pb2.SignShareRequest,
+        custody._pb.custody.node.v1.node_pb2.SignShareResponse,
+    ],
+    default=grpc.UnaryUnaryMultiCallable[
+        custody._pb.custody.node.v1.node_pb2.SignShareRequest,
+        custody._pb.custody.node.v1.node_pb2.SignShareResponse,
+    ],
+)
+
+class NodeServiceStub(typing.Generic[_NodeServiceGetInfoType, _NodeServiceStartSessionType, _NodeServiceDeliverType, _NodeServicePrepareNoncesType, _NodeServiceSignShareType]):
+    @typing.overload
+    def __init__(self: NodeServiceStub[
+        grpc.UnaryUnaryMultiCallable[
+            custody._pb.custody.node.v1.node_pb2.GetInfoRequest,
+            custody._pb.custody.node.v1.node_pb2.NodeInfo,
+        ],
+        grpc.UnaryUnaryMultiCallable[
+            custody._pb.custody.node.v1.node_pb2.StartSessionRequest,
+            custody._pb.custody.node.v1.node_pb2.SessionUpdate,
+        ],
+        grpc.UnaryUnaryMultiCallable[
+            custody._pb.custody.node.v1.node_pb2.DeliverRequest,
+            custody._pb.custody.node.v1.node_pb2.SessionUpdate,
+        ],
+        grpc.UnaryUnaryMultiCallable[
+            custody._pb.custody.node.v1.node_pb2.PrepareNoncesRequest,
+            custody._pb.custody.node.v1.node_pb2.PrepareNoncesResponse,
+        ],
+        grpc.UnaryUnaryMultiCallable[
+            custody._pb.custody.node.v1.node_pb2.SignShareRequest,
+            custody._pb.custody.node.v1.node_pb2.SignShareResponse,
+        ],
+    ], channel: grpc.Channel) -> None: ...
+
+    @typing.overload
+    def __init__(self: NodeServiceStub[
+        grpc.aio.UnaryUnaryMultiCallable[
+            custody._pb.custody.node.v1.node_pb2.GetInfoRequest,
+            custody._pb.custody.node.v1.node_pb2.NodeInfo,
+        ],
+        grpc.aio.UnaryUnaryMultiCallable[
+            custody._pb.custody.node.v1.node_pb2.StartSessionRequest,
+            custody._pb.custody.node.v1.node_pb2.SessionUpdate,
+        ],
+        grpc.aio.UnaryUnaryMultiCallable[
+            custody._pb.custody.node.v1.node_pb2.DeliverRequest,
+            custody._pb.custody.node.v1.node_pb2.SessionUpdate,
+        ],
+        grpc.aio.UnaryUnaryMultiCallable[
+            custody._pb.custody.node.v1.node_pb2.PrepareNoncesRequest,
+            custody._pb.custody.node.v1.node_pb2.PrepareNoncesResponse,
+        ],
+        grpc.aio.UnaryUnaryMultiCallable[
+            custody._pb.custody.node.v1.node_pb2.SignShareRequest,
+            custody._pb.custody.node.v1.node_pb2.SignShareResponse,
+        ],
+    ], channel: grpc.aio.Channel) -> None: ...
+
+    GetInfo: _NodeServiceGetInfoType
     """Public identity of this node (must match the node directory every node holds)."""
-    StartSession: _grpc.UnaryUnaryMultiCallable[_node_pb2.StartSessionRequest, _node_pb2.SessionUpdate]
+
+    StartSession: _NodeServiceStartSessionType
     """Start a protocol session on this node; returns the node's first sealed envelopes."""
-    Deliver: _grpc.UnaryUnaryMultiCallable[_node_pb2.DeliverRequest, _node_pb2.SessionUpdate]
+
+    Deliver: _NodeServiceDeliverType
     """Hand the node sealed envelopes addressed to it (or broadcast); returns what it sends next."""
-    PrepareNonces: _grpc.UnaryUnaryMultiCallable[_node_pb2.PrepareNoncesRequest, _node_pb2.PrepareNoncesResponse]
+
+    PrepareNonces: _NodeServicePrepareNoncesType
     """Generate FROST nonces ahead of time (round one), kept in the node's pool; returns commitments."""
-    SignShare: _grpc.UnaryUnaryMultiCallable[_node_pb2.SignShareRequest, _node_pb2.SignShareResponse]
+
+    SignShare: _NodeServiceSignShareType
     """Produce this node's FROST signature share for a signing request with pool nonces."""
 
-@_typing.type_check_only
-class NodeServiceAsyncStub(NodeServiceStub):
-    def __init__(self, channel: _aio.Channel) -> None: ...
-    GetInfo: _aio.UnaryUnaryMultiCallable[_node_pb2.GetInfoRequest, _node_pb2.NodeInfo]  # type: ignore[assignment]
-    """Public identity of this node (must match the node directory every node holds)."""
-    StartSession: _aio.UnaryUnaryMultiCallable[_node_pb2.StartSessionRequest, _node_pb2.SessionUpdate]  # type: ignore[assignment]
-    """Start a protocol session on this node; returns the node's first sealed envelopes."""
-    Deliver: _aio.UnaryUnaryMultiCallable[_node_pb2.DeliverRequest, _node_pb2.SessionUpdate]  # type: ignore[assignment]
-    """Hand the node sealed envelopes addressed to it (or broadcast); returns what it sends next."""
-    PrepareNonces: _aio.UnaryUnaryMultiCallable[_node_pb2.PrepareNoncesRequest, _node_pb2.PrepareNoncesResponse]  # type: ignore[assignment]
-    """Generate FROST nonces ahead of time (round one), kept in the node's pool; returns commitments."""
-    SignShare: _aio.UnaryUnaryMultiCallable[_node_pb2.SignShareRequest, _node_pb2.SignShareResponse]  # type: ignore[assignment]
-    """Produce this node's FROST signature share for a signing request with pool nonces."""
+NodeServiceAsyncStub: typing_extensions.TypeAlias = NodeServiceStub[
+    grpc.aio.UnaryUnaryMultiCallable[
+        custody._pb.custody.node.v1.node_pb2.GetInfoRequest,
+        custody._pb.custody.node.v1.node_pb2.NodeInfo,
+    ],
+    grpc.aio.UnaryUnaryMultiCallable[
+        custody._pb.custody.node.v1.node_pb2.StartSessionRequest,
+        custody._pb.custody.node.v1.node_pb2.SessionUpdate,
+    ],
+    grpc.aio.UnaryUnaryMultiCallable[
+        custody._pb.custody.node.v1.node_pb2.DeliverRequest,
+        custody._pb.custody.node.v1.node_pb2.SessionUpdate,
+    ],
+    grpc.aio.UnaryUnaryMultiCallable[
+        custody._pb.custody.node.v1.node_pb2.PrepareNoncesRequest,
+        custody._pb.custody.node.v1.node_pb2.PrepareNoncesResponse,
+    ],
+    grpc.aio.UnaryUnaryMultiCallable[
+        custody._pb.custody.node.v1.node_pb2.SignShareRequest,
+        custody._pb.custody.node.v1.node_pb2.SignShareResponse,
+    ],
+]
 
-class NodeServiceServicer(metaclass=_abc_1.ABCMeta):
-    @_abc_1.abstractmethod
+class NodeServiceServicer(metaclass=abc.ABCMeta):
+    @abc.abstractmethod
     def GetInfo(
         self,
-        request: _node_pb2.GetInfoRequest,
+        request: custody._pb.custody.node.v1.node_pb2.GetInfoRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_node_pb2.NodeInfo, _abc.Awaitable[_node_pb2.NodeInfo]]:
+    ) -> typing.Union[custody._pb.custody.node.v1.node_pb2.NodeInfo, collections.abc.Awaitable[custody._pb.custody.node.v1.node_pb2.NodeInfo]]:
         """Public identity of this node (must match the node directory every node holds)."""
 
-    @_abc_1.abstractmethod
+    @abc.abstractmethod
     def StartSession(
         self,
-        request: _node_pb2.StartSessionRequest,
+        request: custody._pb.custody.node.v1.node_pb2.StartSessionRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_node_pb2.SessionUpdate, _abc.Awaitable[_node_pb2.SessionUpdate]]:
+    ) -> typing.Union[custody._pb.custody.node.v1.node_pb2.SessionUpdate, collections.abc.Awaitable[custody._pb.custody.node.v1.node_pb2.SessionUpdate]]:
         """Start a protocol session on this node; returns the node's first sealed envelopes."""
 
-    @_abc_1.abstractmethod
+    @abc.abstractmethod
     def Deliver(
         self,
-        request: _node_pb2.DeliverRequest,
+        request: custody._pb.custody.node.v1.node_pb2.DeliverRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_node_pb2.SessionUpdate, _abc.Awaitable[_node_pb2.SessionUpdate]]:
+    ) -> typing.Union[custody._pb.custody.node.v1.node_pb2.SessionUpdate, collections.abc.Awaitable[custody._pb.custody.node.v1.node_pb2.SessionUpdate]]:
         """Hand the node sealed envelopes addressed to it (or broadcast); returns what it sends next."""
 
-    @_abc_1.abstractmethod
+    @abc.abstractmethod
     def PrepareNonces(
         self,
-        request: _node_pb2.PrepareNoncesRequest,
+        request: custody._pb.custody.node.v1.node_pb2.PrepareNoncesRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_node_pb2.PrepareNoncesResponse, _abc.Awaitable[_node_pb2.PrepareNoncesResponse]]:
+    ) -> typing.Union[custody._pb.custody.node.v1.node_pb2.PrepareNoncesResponse, collections.abc.Awaitable[custody._pb.custody.node.v1.node_pb2.PrepareNoncesResponse]]:
         """Generate FROST nonces ahead of time (round one), kept in the node's pool; returns commitments."""
 
-    @_abc_1.abstractmethod
+    @abc.abstractmethod
     def SignShare(
         self,
-        request: _node_pb2.SignShareRequest,
+        request: custody._pb.custody.node.v1.node_pb2.SignShareRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_node_pb2.SignShareResponse, _abc.Awaitable[_node_pb2.SignShareResponse]]:
+    ) -> typing.Union[custody._pb.custody.node.v1.node_pb2.SignShareResponse, collections.abc.Awaitable[custody._pb.custody.node.v1.node_pb2.SignShareResponse]]:
         """Produce this node's FROST signature share for a signing request with pool nonces."""
 
-def add_NodeServiceServicer_to_server(servicer: NodeServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
+def add_NodeServiceServicer_to_server(servicer: NodeServiceServicer, server: typing.Union[grpc.Server, grpc.aio.Server]) -> None: ...
