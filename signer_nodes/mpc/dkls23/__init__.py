@@ -18,6 +18,13 @@ per signature (pi_RVOLE)
     -> (shares ``c``, ``MulRound2Message`` to Bob);
     after round 2, Bob: ``state.finish(msg)`` -> shares ``d``;
     ``c[i] + d[i] == a[i] * b (mod q)``.
+
+threshold ECDSA on top (Protocol 3.6)
+    :mod:`.keygen` (``KeygenParty``: DKG + base OTs + F_Zero seeds),
+    :mod:`.presign` (``PresignParty`` -> ``Presignature``), :mod:`.sign`
+    (``signature_share`` / ``combine`` / ``SignParty`` -> ``EcdsaSignature``),
+    :mod:`.refresh` (``RefreshParty``), :mod:`.reshare` (``ReshareParty``);
+    key material in :mod:`.keyshare` (``KeyShare``).
 """
 
 from signer_nodes.mpc.dkls23.base_ot import (
@@ -29,6 +36,8 @@ from signer_nodes.mpc.dkls23.base_ot import (
     base_ot_sender_round1,
 )
 from signer_nodes.mpc.dkls23.context import PairContext, RandomSource
+from signer_nodes.mpc.dkls23.keygen import KeygenParty
+from signer_nodes.mpc.dkls23.keyshare import KeyShare
 from signer_nodes.mpc.dkls23.multiplication import (
     BobRound1State,
     MulRound1Message,
@@ -44,7 +53,18 @@ from signer_nodes.mpc.dkls23.ot_extension import (
     ote_receiver_extend,
     ote_sender_extend,
 )
+from signer_nodes.mpc.dkls23.presign import Presignature, PresignaturePublic, PresignParty
+from signer_nodes.mpc.dkls23.refresh import RefreshParty
+from signer_nodes.mpc.dkls23.reshare import ReshareParty
 from signer_nodes.mpc.dkls23.setup import AliceSetup, BobSetup
+from signer_nodes.mpc.dkls23.sign import (
+    EcdsaSignature,
+    SignatureShare,
+    SignParty,
+    combine,
+    derivation_tweak,
+    signature_share,
+)
 
 __all__ = [
     "AliceSetup",
@@ -54,18 +74,31 @@ __all__ = [
     "BaseOtSenderState",
     "BobRound1State",
     "BobSetup",
+    "EcdsaSignature",
+    "KeyShare",
+    "KeygenParty",
     "MulRound1Message",
     "MulRound2Message",
     "OtExtensionMessage",
     "OteReceiverBatch",
     "OteSenderBatch",
     "PairContext",
+    "PresignParty",
+    "Presignature",
+    "PresignaturePublic",
     "RandomSource",
+    "RefreshParty",
+    "ReshareParty",
+    "SignParty",
+    "SignatureShare",
     "alice_round2",
     "base_ot_receiver_round1",
     "base_ot_sender_round1",
     "bob_round1",
+    "combine",
+    "derivation_tweak",
     "gadget_vector",
     "ote_receiver_extend",
     "ote_sender_extend",
+    "signature_share",
 ]
