@@ -15,8 +15,6 @@ from concurrent import futures
 
 import grpc
 import structlog
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
 
 from custody._pb.custody.v1 import custody_pb2, custody_pb2_grpc
 from custody.api import CustodyServicer
@@ -25,6 +23,7 @@ from custody.coordinator.engine import Coordinator
 from custody.coordinator.nodes import NodeClients
 from custody.coordinator.store import CoordinatorStore
 from custody.logging import configure_logging
+from signer_nodes.serving import serve_mtls
 
 SERVICE_NAME = custody_pb2.DESCRIPTOR.services_by_name["CustodyService"].full_name
 MAX_REQUEST_BYTES = 1 << 20
@@ -40,25 +39,15 @@ def build_server(config: ClusterConfig) -> tuple[grpc.Server, Coordinator, int]:
     custody_pb2_grpc.add_CustodyServiceServicer_to_server(
         CustodyServicer(coordinator, config.tenants), server
     )
-    health_servicer = health.HealthServicer()
-    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    reflection.enable_server_reflection(
-        (
-            SERVICE_NAME,
-            health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
-            reflection.SERVICE_NAME,
-        ),
-        server,
-    )
     cdir = config.coordinator_dir
-    credentials = grpc.ssl_server_credentials(
-        [((cdir / "server.key").read_bytes(), (cdir / "server.pem").read_bytes())],
-        root_certificates=config.ca_cert.read_bytes(),
-        require_client_auth=True,
+    port = serve_mtls(
+        server,
+        SERVICE_NAME,
+        config.coordinator_address,
+        key=(cdir / "server.key").read_bytes(),
+        cert=(cdir / "server.pem").read_bytes(),
+        ca=config.ca_cert.read_bytes(),
     )
-    port = server.add_secure_port(config.coordinator_address, credentials)
-    health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
-    health_servicer.set(SERVICE_NAME, health_pb2.HealthCheckResponse.SERVING)
     return server, coordinator, port
 
 

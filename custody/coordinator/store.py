@@ -12,8 +12,6 @@ whatever happened to the attempt.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 from sqlalchemy import (
     DateTime,
@@ -26,13 +24,9 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from signer_nodes.node.store import make_engine
-
-
-def utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
+from signer_nodes.db import TransactionalStore, utcnow
 
 
 class Base(DeclarativeBase):
@@ -102,16 +96,9 @@ class PoolNonceRow(Base):
     request_id: Mapped[str | None] = mapped_column(String(160), nullable=True)
 
 
-class CoordinatorStore:
+class CoordinatorStore(TransactionalStore):
     def __init__(self, url: str) -> None:
-        self.engine = make_engine(url)
-        Base.metadata.create_all(self.engine)
-        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
-
-    @contextmanager
-    def transaction(self) -> Iterator[Session]:
-        with self._sessions.begin() as session:
-            yield session
+        super().__init__(url, Base.metadata)
 
     def pool_level(self, key_id: str, node_id: int) -> int:
         with self.transaction() as s:

@@ -18,8 +18,6 @@ from typing import Any
 
 import grpc
 import structlog
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
 
 from custody._pb.custody.node.v1 import node_pb2, node_pb2_grpc
 from custody.config import ClusterConfig
@@ -28,6 +26,7 @@ from custody.pki import COORDINATOR_CLIENT
 from signer_nodes.node.sealing import FileSealer, SealContext
 from signer_nodes.node.service import NodeServicer
 from signer_nodes.node.store import NodeStore
+from signer_nodes.serving import serve_mtls
 from signer_nodes.wire.identity import NodeIdentity
 
 SERVICE_NAME = node_pb2.DESCRIPTOR.services_by_name["NodeService"].full_name
@@ -95,24 +94,14 @@ def build_server(
     node_pb2_grpc.add_NodeServiceServicer_to_server(
         NodeServicer(identity, config.directory, store, sealer), server
     )
-    health_servicer = health.HealthServicer()
-    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    reflection.enable_server_reflection(
-        (
-            SERVICE_NAME,
-            health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
-            reflection.SERVICE_NAME,
-        ),
+    port = serve_mtls(
         server,
+        SERVICE_NAME,
+        entry.address,
+        key=(node_dir / "server.key").read_bytes(),
+        cert=(node_dir / "server.pem").read_bytes(),
+        ca=config.ca_cert.read_bytes(),
     )
-    credentials = grpc.ssl_server_credentials(
-        [((node_dir / "server.key").read_bytes(), (node_dir / "server.pem").read_bytes())],
-        root_certificates=config.ca_cert.read_bytes(),
-        require_client_auth=True,
-    )
-    port = server.add_secure_port(entry.address, credentials)
-    health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
-    health_servicer.set(SERVICE_NAME, health_pb2.HealthCheckResponse.SERVING)
     return server, port
 
 

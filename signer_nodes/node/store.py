@@ -12,8 +12,7 @@ after that commit. A crash afterwards loses the nonce, never reuses it.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 
 from sqlalchemy import (
     DateTime,
@@ -21,17 +20,12 @@ from sqlalchemy import (
     Integer,
     LargeBinary,
     String,
-    create_engine,
-    event,
     select,
     update,
 )
-from sqlalchemy.engine import Engine
-from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-
-def utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
+from signer_nodes.db import TransactionalStore, utcnow
 
 
 class Base(DeclarativeBase):
@@ -77,31 +71,9 @@ class StoreError(Exception):
         self.reason = reason
 
 
-def make_engine(url: str) -> Engine:
-    engine = create_engine(url, pool_pre_ping=True)
-    if engine.dialect.name == "sqlite":
-
-        @event.listens_for(engine, "connect")
-        def _pragmas(conn, _record):  # type: ignore[no-untyped-def]
-            cur = conn.cursor()
-            cur.execute("PRAGMA journal_mode=WAL")
-            cur.execute("PRAGMA synchronous=FULL")
-            cur.execute("PRAGMA foreign_keys=ON")
-            cur.close()
-
-    return engine
-
-
-class NodeStore:
+class NodeStore(TransactionalStore):
     def __init__(self, url: str) -> None:
-        self.engine = make_engine(url)
-        Base.metadata.create_all(self.engine)
-        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
-
-    @contextmanager
-    def transaction(self) -> Iterator[Session]:
-        with self._sessions.begin() as session:
-            yield session
+        super().__init__(url, Base.metadata)
 
     # -- keys ------------------------------------------------------------------
 
