@@ -90,7 +90,7 @@ def bench_frost(scheme: str, t: int, n: int, runs: int, warmup: int) -> dict[str
             dkg_samples.append(ms)
     keys = {i: o.key_package for i, o in outputs.items()}
     public = outputs[1].public_key_package
-    pk_bytes = suite.serialize_public_key(suite.tweak_public_key(public.group_public_key, None))
+    pk_bytes = suite.serialize_public_key(public.group_public_key)
 
     subsets = itertools.cycle(itertools.combinations(ids, t))
     sign_samples, online_samples = [], []

@@ -154,16 +154,12 @@ class CustodyServicer(custody_pb2_grpc.CustodyServiceServicer):
     def WaitOperation(
         self, request: pb.WaitOperationRequest, context: grpc.ServicerContext
     ) -> pb.Operation:
-        import time
-
         def go(tenant: str) -> pb.Operation:
             op_id = self._operation_id(request.name)
-            deadline = time.monotonic() + max(0.0, min(request.timeout_seconds or 30.0, 120.0))
-            while True:
-                op = self.coordinator.get_operation(tenant, op_id)
-                if op.state != "RUNNING" or time.monotonic() >= deadline:
-                    return self._operation(op, tenant)
-                time.sleep(0.05)
+            return self._operation(
+                self.coordinator.wait_operation(tenant, op_id, request.timeout_seconds or 30.0),
+                tenant,
+            )
 
         return self._run(context, go, request)
 

@@ -113,7 +113,7 @@ def run_demo(t: int = 2, n: int = 3) -> list[DemoLine]:
         ("schnorr-bip340", FROST_BIP340),
     ):
         keys, public = _dkg(suite, t, n)
-        pk = suite.serialize_public_key(suite.tweak_public_key(public.group_public_key, None))
+        pk = suite.serialize_public_key(public.group_public_key)
         lines.append(
             DemoLine(name, "key generated", f"{t}-of-{n} DKG, public key {pk.hex()}", True)
         )

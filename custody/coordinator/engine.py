@@ -15,7 +15,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import grpc
 import structlog
@@ -46,6 +46,7 @@ from signer_nodes.mpc.frost.ciphersuite import Ciphersuite
 from signer_nodes.mpc.hd import derived_packages
 from signer_nodes.wire.secure import SealedEnvelope
 
+T = TypeVar("T")
 log = structlog.get_logger("coordinator")
 INVALID = grpc.StatusCode.INVALID_ARGUMENT
 API_SCHEMES = {"eddsa-ed25519": "frost-ed25519", "schnorr-bip340": "frost-bip340"}
@@ -216,7 +217,7 @@ class Coordinator:
                     "nodes disagree on the public key package",
                 )
             public = PublicKeyPackage.from_bytes(packages.pop())
-            pk = suite.serialize_public_key(suite.tweak_public_key(public.group_public_key, None))
+            pk = suite.serialize_public_key(public.group_public_key)
             with self.store.transaction() as s:
                 s.add(
                     KeyRow(
@@ -296,16 +297,11 @@ class Coordinator:
 
     def derive(self, tenant: str, key_id: str, path: str) -> tuple[bytes, bytes]:
         key = self.get_key(tenant, key_id)
-        suite = SUITES[key.scheme]
         try:
-            _, public = derived_packages(
-                None, PublicKeyPackage.from_bytes(key.public_key_package), path
-            )
+            public = self._public_package(key, path)
         except InvalidPathError as exc:
             raise ServiceError(INVALID, exc.code, str(exc)) from None
-        return suite.serialize_public_key(
-            suite.tweak_public_key(public.group_public_key, None)
-        ), public.chain_code
+        return SUITES[key.scheme].serialize_public_key(public.group_public_key), public.chain_code
 
     def get_operation(self, tenant: str, operation_id: str) -> OperationRow:
         with self.store.transaction() as s:
@@ -383,23 +379,28 @@ class Coordinator:
             s.expunge(row)
             return row
 
-    def wait_request(self, tenant: str, request_id: str, timeout: float) -> SignatureRequestRow:
-        deadline = time.monotonic() + max(0.0, min(timeout, 60.0))
+    @staticmethod
+    def _poll(fetch: Callable[[], T], done: Callable[[T], bool], timeout: float, cap: float) -> T:
+        """Re-read until ``done`` or ``timeout`` (at most ``cap``) seconds have passed."""
+        deadline = time.monotonic() + max(0.0, min(timeout, cap))
         while True:
-            row = self.get_request(tenant, request_id)
-            if row.state in FINAL or time.monotonic() >= deadline:
-                return row
+            value = fetch()
+            if done(value) or time.monotonic() >= deadline:
+                return value
             time.sleep(0.05)
 
-    def _update_request(self, tenant: str, request_id: str, **values: Any) -> SignatureRequestRow:
-        with self.store.transaction() as s:
-            row = s.get(SignatureRequestRow, (tenant, request_id))
-            assert row is not None
-            for k, v in values.items():
-                setattr(row, k, v)
-            s.flush()
-            s.expunge(row)
-            return row
+    def wait_request(self, tenant: str, request_id: str, timeout: float) -> SignatureRequestRow:
+        return self._poll(
+            lambda: self.get_request(tenant, request_id), lambda r: r.state in FINAL, timeout, 60.0
+        )
+
+    def wait_operation(self, tenant: str, operation_id: str, timeout: float) -> OperationRow:
+        return self._poll(
+            lambda: self.get_operation(tenant, operation_id),
+            lambda op: op.state != "RUNNING",
+            timeout,
+            120.0,
+        )
 
     def _public_package(self, key: KeyRow, path: str) -> PublicKeyPackage:
         """The (derived) public key package; parsed once per key and path."""
@@ -503,9 +504,7 @@ class Coordinator:
                     culprits=sorted(exc.culprits),
                 )
                 continue
-            pk = suite.serialize_public_key(
-                suite.tweak_public_key(derived_public.group_public_key, None)
-            )
+            pk = suite.serialize_public_key(derived_public.group_public_key)
             log.info(
                 "signature_created", request_id=row.request_id, key_id=row.key_id, signers=signers
             )
@@ -569,7 +568,7 @@ class Coordinator:
             try:
                 self._sign(current, self.get_key(row.tenant, row.key_id))
             except ServiceError as err:
-                self._update_request(
+                self.store.finish_request(
                     row.tenant,
                     row.request_id,
                     state="FAILED",

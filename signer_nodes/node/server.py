@@ -14,6 +14,7 @@ import sys
 import threading
 from collections.abc import Callable, Iterable
 from concurrent import futures
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -65,7 +66,7 @@ class CoordinatorOnly(grpc.ServerInterceptor):
         )
 
 
-def identity_path(config: ClusterConfig, node_id: int) -> Any:
+def identity_path(config: ClusterConfig, node_id: int) -> Path:
     return config.node_dir(node_id) / "identity.sealed"
 
 
