@@ -18,13 +18,11 @@ from __future__ import annotations
 import hashlib
 import itertools
 import secrets
-import statistics
-import time
-from collections.abc import Callable
 from typing import Any
 
 from coincurve import PublicKey
 
+from bench.timing import stats, timed
 from signer_nodes.mpc.dkls23.keygen import KeygenParty
 from signer_nodes.mpc.dkls23.keyshare import KeyShare
 from signer_nodes.mpc.dkls23.presign import Presignature, PresignParty
@@ -32,20 +30,6 @@ from signer_nodes.mpc.dkls23.sign import EcdsaSignature, SignParty, combine, sig
 from signer_nodes.mpc.groups import SECP256K1
 from signer_nodes.mpc.session import RoundBasedParty
 from signer_nodes.mpc.simulation import SimulationResult, run_protocol
-
-
-def _stats(samples: list[float]) -> dict[str, float]:
-    return {
-        "median": round(statistics.median(samples), 3),
-        "min": round(min(samples), 3),
-        "max": round(max(samples), 3),
-    }
-
-
-def _timed(fn: Callable[[], Any]) -> tuple[float, Any]:
-    start = time.perf_counter()
-    out = fn()
-    return (time.perf_counter() - start) * 1000, out
 
 
 def _check(res: SimulationResult, expected: set[int], what: str) -> None:
@@ -75,7 +59,7 @@ def bench_dkls23(scheme: str, t: int, n: int, runs: int, warmup: int) -> dict[st
     dkg_samples: list[float] = []
     shares: dict[int, KeyShare] = {}
     for r in range(min(warmup, 1) + min(runs, 10)):
-        ms, shares = _timed(keygen)
+        ms, shares = timed(keygen)
         if r >= min(warmup, 1):
             dkg_samples.append(ms)
     pk = SECP256K1.serialize_element(shares[1].group_public_key)
@@ -106,12 +90,12 @@ def bench_dkls23(scheme: str, t: int, n: int, runs: int, warmup: int) -> dict[st
             }
             return pre, run_protocol(parties)
 
-        sign_ms, (pre, fin) = _timed(full)
+        sign_ms, (pre, fin) = timed(full)
         _check(fin, set(signers), "final step")
         _verify(pk, message_hash, fin.outputs[signers[0]])
 
         # presign alone, then the online step alone on its output
-        presign_ms, pre2 = _timed(presign)
+        presign_ms, pre2 = timed(presign)
         _check(pre2, set(signers), "presign")
         presigs: dict[int, Presignature] = pre2.outputs
         message_hash = hashlib.sha256(secrets.token_bytes(32)).digest()
@@ -124,7 +108,7 @@ def bench_dkls23(scheme: str, t: int, n: int, runs: int, warmup: int) -> dict[st
             parts = {i: signature_share(p, shares[i], h) for i, p in presigs.items()}
             return combine(presigs[first].public, parts, h)
 
-        online_ms, signature = _timed(online)
+        online_ms, signature = timed(online)
         assert signature is not None
         _verify(pk, message_hash, signature)
         if r >= warmup:
@@ -138,10 +122,10 @@ def bench_dkls23(scheme: str, t: int, n: int, runs: int, warmup: int) -> dict[st
         "t": t,
         "n": n,
         "runs": runs,
-        "dkg_ms": _stats(dkg_samples),
-        "presign_ms": _stats(presign_samples),
-        "sign_ms": _stats(sign_samples),
-        "online_ms": _stats(online_samples),
+        "dkg_ms": stats(dkg_samples),
+        "presign_ms": stats(presign_samples),
+        "sign_ms": stats(sign_samples),
+        "online_ms": stats(online_samples),
         "bytes_sent": bytes_sent,
         "public_key": pk.hex(),
         "message": message_hash.hex(),

@@ -16,15 +16,15 @@ import argparse
 import itertools
 import json
 import secrets
-import statistics
 import sys
-import time
 from collections.abc import Callable
 from typing import Any
 
 from coincurve import PublicKeyXOnly
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from bench.dkls23_protocols import bench_dkls23
+from bench.timing import stats, timed
 from signer_nodes.mpc.dkg import DkgOutput, DkgParty
 from signer_nodes.mpc.frost import (
     FROST_BIP340,
@@ -45,20 +45,6 @@ FROST_SCHEMES: dict[str, Ciphersuite] = {
     "frost-secp256k1": FROST_SECP256K1,
     "frost-bip340": FROST_BIP340,
 }
-
-
-def _stats(samples: list[float]) -> dict[str, float]:
-    return {
-        "median": round(statistics.median(samples), 3),
-        "min": round(min(samples), 3),
-        "max": round(max(samples), 3),
-    }
-
-
-def _timed(fn: Callable[[], Any]) -> tuple[float, Any]:
-    start = time.perf_counter()
-    out = fn()
-    return (time.perf_counter() - start) * 1000, out
 
 
 def _independent_verify(suite: Ciphersuite, pk: bytes, msg: bytes, sig: bytes) -> None:
@@ -85,7 +71,7 @@ def bench_frost(scheme: str, t: int, n: int, runs: int, warmup: int) -> dict[str
     dkg_samples = []
     outputs: dict[int, DkgOutput] = {}
     for r in range(warmup + runs):
-        ms, outputs = _timed(dkg)
+        ms, outputs = timed(dkg)
         if r >= warmup:
             dkg_samples.append(ms)
     keys = {i: o.key_package for i, o in outputs.items()}
@@ -110,7 +96,7 @@ def bench_frost(scheme: str, t: int, n: int, runs: int, warmup: int) -> dict[str
             parties[COORDINATOR] = FrostCoordinator(suite, sid, public, list(signers), message)
             return run_protocol(parties)
 
-        ms, res = _timed(full)
+        ms, res = timed(full)
         signature = res.outputs[COORDINATOR]
         _independent_verify(suite, pk_bytes, message, signature)
 
@@ -122,7 +108,7 @@ def bench_frost(scheme: str, t: int, n: int, runs: int, warmup: int) -> dict[str
             shares = [sign(suite, package, pre[i][0], keys[i]) for i in package.participants]
             return aggregate(suite, package, shares, public)
 
-        online_ms, online_sig = _timed(online)
+        online_ms, online_sig = timed(online)
         _independent_verify(suite, pk_bytes, message, online_sig)
         if r >= warmup:
             sign_samples.append(ms)
@@ -133,9 +119,9 @@ def bench_frost(scheme: str, t: int, n: int, runs: int, warmup: int) -> dict[str
         "t": t,
         "n": n,
         "runs": runs,
-        "dkg_ms": _stats(dkg_samples),
-        "sign_ms": _stats(sign_samples),
-        "online_ms": _stats(online_samples),
+        "dkg_ms": stats(dkg_samples),
+        "sign_ms": stats(sign_samples),
+        "online_ms": stats(online_samples),
         "bytes_sent": bytes_sent,
         "public_key": pk_bytes.hex(),
         "message": message.hex(),
@@ -146,7 +132,7 @@ def bench_frost(scheme: str, t: int, n: int, runs: int, warmup: int) -> dict[str
 SCHEMES: dict[str, Callable[[str, int, int, int, int], dict[str, Any]]] = dict.fromkeys(
     FROST_SCHEMES, bench_frost
 )
-SCHEMES["ecdsa-dkls23"] = __import__("bench.dkls23_protocols").dkls23_protocols.bench_dkls23
+SCHEMES["ecdsa-dkls23"] = bench_dkls23
 
 
 def _table(result: dict[str, Any]) -> str:
