@@ -49,6 +49,8 @@ class ClusterConfig:
     nodes: tuple[NodeEntry, ...]
     tenants: tuple[str, ...]
     nonce_pool_target: int = 16
+    # DKLs23 presignatures kept ready per key and per preferred signer set.
+    presignature_pool_target: int = 8
 
     # -- paths ---------------------------------------------------------------
 
@@ -96,6 +98,7 @@ class ClusterConfig:
             "threshold": self.threshold,
             "coordinator": {"address": self.coordinator_address},
             "nonce_pool_target": self.nonce_pool_target,
+            "presignature_pool_target": self.presignature_pool_target,
             "nodes": [
                 {
                     "id": n.node_id,
@@ -145,6 +148,7 @@ class ClusterConfig:
                 nodes=nodes,
                 tenants=tuple(str(t) for t in raw["tenants"]),
                 nonce_pool_target=int(raw.get("nonce_pool_target", 16)),
+                presignature_pool_target=int(raw.get("presignature_pool_target", 8)),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ConfigError(f"{path}: missing or malformed field ({exc})") from None
