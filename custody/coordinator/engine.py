@@ -8,6 +8,8 @@ signature shares, verifying each result before it is stored.
 from __future__ import annotations
 
 import functools
+import hashlib
+import itertools
 import secrets
 import threading
 import time
@@ -30,10 +32,13 @@ from custody.coordinator.store import (
     OperationRow,
     PoolNonceRow,
     SignatureRequestRow,
+    signer_set,
 )
 from signer_nodes.grpc_errors import ServiceError, reason_of
 from signer_nodes.mpc.bip32 import InvalidPathError, parse_path
-from signer_nodes.mpc.errors import InvalidSignatureShareError, MpcError
+from signer_nodes.mpc.dkls23 import PresignaturePublic, combine, derivation_tweak
+from signer_nodes.mpc.dkls23 import SignatureShare as EcdsaSignatureShare
+from signer_nodes.mpc.errors import InvalidSignatureShareError, MpcError, SignatureAbortError
 from signer_nodes.mpc.frost import (
     SUITES,
     PublicKeyPackage,
@@ -42,15 +47,41 @@ from signer_nodes.mpc.frost import (
     SigningPackage,
     aggregate,
 )
-from signer_nodes.mpc.frost.ciphersuite import Ciphersuite
+from signer_nodes.mpc.frost.ciphersuite import FROST_SECP256K1, Ciphersuite
 from signer_nodes.mpc.hd import derived_packages
 from signer_nodes.wire.secure import SealedEnvelope
 
 T = TypeVar("T")
 log = structlog.get_logger("coordinator")
 INVALID = grpc.StatusCode.INVALID_ARGUMENT
-API_SCHEMES = {"eddsa-ed25519": "frost-ed25519", "schnorr-bip340": "frost-bip340"}
+ECDSA = "ecdsa-dkls23"
+API_SCHEMES = {
+    "eddsa-ed25519": "frost-ed25519",
+    "schnorr-bip340": "frost-bip340",
+    "ecdsa-secp256k1": ECDSA,
+}
+# How each scheme's public keys are encoded (ECDSA keys: compressed SEC1, like FROST secp256k1).
+KEY_SUITES: dict[str, Ciphersuite] = {**SUITES, ECDSA: FROST_SECP256K1}
 FINAL = {"SUCCEEDED", "FAILED"}
+MAX_SIGNER_SETS = 10
+
+
+class NodeCallFailed(Exception):
+    """A node did not answer an RPC (down, timed out, or refused)."""
+
+    def __init__(self, node_id: int, error: grpc.RpcError) -> None:
+        self.node_id = node_id
+        self.code = error.code()
+        self.reason = reason_of(error) or self.code.name
+        super().__init__(f"node {node_id}: {self.reason}")
+
+
+def message_hash(payload_kind: str, payload: bytes) -> bytes:
+    """What an ECDSA key signs: a digest as given; a message hashed with SHA-256
+    (as coincurve/libsecp256k1 verify messages by default)."""
+    if payload_kind == "digest":
+        return payload
+    return hashlib.sha256(payload).digest()
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,8 +122,17 @@ class Coordinator:
     # -- sessions ---------------------------------------------------------------
 
     def _fan_out(self, calls: dict[int, Callable[[], Any]]) -> dict[int, Any]:
+        """Call every node in parallel; NodeCallFailed names the first node that failed."""
         futures: dict[int, Future[Any]] = {i: self.pool.submit(fn) for i, fn in calls.items()}
-        return {i: f.result() for i, f in futures.items()}
+        results, failed = {}, None
+        for i, f in futures.items():
+            try:
+                results[i] = f.result()
+            except grpc.RpcError as exc:
+                failed = failed or NodeCallFailed(i, exc)
+        if failed is not None:
+            raise failed
+        return results
 
     def run_session(
         self, node_ids: list[int], start: node_pb2.StartSessionRequest
@@ -147,12 +187,6 @@ class Coordinator:
     def create_key(self, tenant: str, api_scheme: str, idempotency_key: str | None) -> OperationRow:
         scheme = API_SCHEMES.get(api_scheme)
         if scheme is None:
-            if api_scheme == "ecdsa-secp256k1":
-                raise ServiceError(
-                    grpc.StatusCode.UNIMPLEMENTED,
-                    "SCHEME_NOT_AVAILABLE",
-                    "threshold ECDSA (DKLs23) is not wired into the service yet",
-                )
             raise ServiceError(INVALID, "UNKNOWN_SCHEME", f"unknown scheme {api_scheme!r}")
         with self.store.transaction() as s:
             if idempotency_key:
@@ -187,7 +221,7 @@ class Coordinator:
     def _generate_key(self, operation_id: str, tenant: str, scheme: str) -> None:
         key_id = f"key_{secrets.token_hex(8)}"
         node_ids = [n.node_id for n in self.config.nodes]
-        suite = SUITES[scheme]
+        suite = KEY_SUITES[scheme]
         try:
             start = node_pb2.StartSessionRequest(
                 session_id=secrets.token_bytes(32),
@@ -232,19 +266,24 @@ class Coordinator:
                     )
                 )
             log.info("key_created", key_id=key_id, tenant=tenant, scheme=scheme)
-            self.fill_pools(key_id, node_ids)
-            self._finish_operation(operation_id, state="DONE", key_id=key_id)
+            if scheme == ECDSA:
+                # The key is usable now (a first signature presigns on demand); pools fill behind.
+                self._finish_operation(operation_id, state="DONE", key_id=key_id)
+                self.fill_pools(key_id, node_ids)
+            else:
+                self.fill_pools(key_id, node_ids)
+                self._finish_operation(operation_id, state="DONE", key_id=key_id)
         except ServiceError as err:
             log.warning("key_generation_failed", operation_id=operation_id, reason=err.reason)
             self._finish_operation(
                 operation_id, state="FAILED", error_code=err.reason, error_message=err.message
             )
-        except grpc.RpcError as exc:
+        except NodeCallFailed as exc:
             self._finish_operation(
                 operation_id,
                 state="FAILED",
                 error_code="NODE_UNAVAILABLE",
-                error_message=f"a node failed: {exc.code().name}",
+                error_message=str(exc),
             )
         except Exception as exc:  # keep the operation from hanging forever; log the type only
             log.error("key_generation_crashed", operation_id=operation_id, error=type(exc).__name__)
@@ -253,6 +292,11 @@ class Coordinator:
             )
 
     def fill_pools(self, key_id: str, node_ids: Iterable[int]) -> None:
+        """Bring the key's pools up to target: FROST nonces per node, or DKLs23
+        presignatures per preferred signer set that lies within ``node_ids``."""
+        if self._scheme_of(key_id) == ECDSA:
+            self.fill_presignatures(key_id, set(node_ids))
+            return
         target = self.config.nonce_pool_target
         for node_id in node_ids:
             missing = target - self.store.pool_level(key_id, node_id)
@@ -301,7 +345,9 @@ class Coordinator:
             public = self._public_package(key, path)
         except InvalidPathError as exc:
             raise ServiceError(INVALID, exc.code, str(exc)) from None
-        return SUITES[key.scheme].serialize_public_key(public.group_public_key), public.chain_code
+        return KEY_SUITES[key.scheme].serialize_public_key(
+            public.group_public_key
+        ), public.chain_code
 
     def get_operation(self, tenant: str, operation_id: str) -> OperationRow:
         with self.store.transaction() as s:
@@ -415,7 +461,223 @@ class Coordinator:
             self._packages[cache_key] = cached
         return cached
 
+    # -- presignatures (DKLs23) ---------------------------------------------------
+
+    def _scheme_of(self, key_id: str) -> str:
+        with self.store.transaction() as s:
+            row = s.get(KeyRow, key_id)
+            return row.scheme if row is not None else ""
+
+    def signer_sets(self, threshold: int) -> list[tuple[int, ...]]:
+        """The signer sets whose presignature pools are kept warm: every t-subset
+        of the nodes, up to MAX_SIGNER_SETS (a request with a node down then
+        still finds a warm set)."""
+        ids = sorted(n.node_id for n in self.config.nodes)
+        return list(itertools.islice(itertools.combinations(ids, threshold), MAX_SIGNER_SETS))
+
+    def presign(self, key_id: str, signers: tuple[int, ...]) -> tuple[str, bytes]:
+        """Run one DKLs23 presign session among ``signers`` (the message-independent
+        rounds of Protocol 3.6) and record the presignature's public part.
+        Raises NodeCallFailed (a node did not answer) or ServiceError (aborted)."""
+        session_id = secrets.token_bytes(32)
+        start = node_pb2.StartSessionRequest(
+            session_id=session_id,
+            kind=node_pb2.SESSION_KIND_PRESIGN,
+            key_id=key_id,
+            scheme=ECDSA,
+            parties=list(signers),
+        )
+        results = self.run_session(list(signers), start)
+        aborted = [u for u in results.values() if u.state != node_pb2.SESSION_STATE_FINISHED]
+        if aborted:
+            culprits = sorted({c for u in aborted for c in u.culprits})
+            codes = sorted({u.error_code for u in aborted})
+            log.warning("presign_aborted", key_id=key_id, codes=codes, culprits=culprits)
+            raise ServiceError(
+                grpc.StatusCode.ABORTED,
+                "PRESIGN_ABORTED",
+                f"presigning aborted ({', '.join(codes)}); culprits {culprits}",
+            )
+        publics = {u.presignature_public for u in results.values()}
+        if len(publics) != 1:
+            raise ServiceError(
+                grpc.StatusCode.ABORTED, "PRESIGN_INCONSISTENT", "signers disagree on R"
+            )
+        public = publics.pop()
+        presignature_id = "ps_" + session_id.hex()
+        self.store.add_presignature(presignature_id, key_id, signer_set(signers), public)
+        return presignature_id, public
+
+    def fill_presignatures(self, key_id: str, reachable: set[int]) -> None:
+        key = self._key_row(key_id)
+        levels = self.store.presignature_levels(key_id)
+        target = self.config.presignature_pool_target
+        for signers in self.signer_sets(key.threshold):
+            if not set(signers) <= reachable:
+                continue
+            for _ in range(target - levels.get(signer_set(signers), 0)):
+                try:
+                    self.presign(key_id, signers)
+                except (NodeCallFailed, ServiceError) as exc:
+                    log.warning("presignature_refill_failed", key_id=key_id, error=str(exc))
+                    break
+
+    def _key_row(self, key_id: str) -> KeyRow:
+        with self.store.transaction() as s:
+            row = s.get(KeyRow, key_id)
+            if row is None:
+                raise ServiceError(grpc.StatusCode.NOT_FOUND, "KEY_NOT_FOUND", f"no key {key_id}")
+            s.expunge(row)
+            return row
+
+    # -- signing ----------------------------------------------------------------
+
     def _sign(self, row: SignatureRequestRow, key: KeyRow) -> SignatureRequestRow:
+        if key.scheme == ECDSA:
+            return self._sign_ecdsa(row, key)
+        return self._sign_frost(row, key)
+
+    def _sign_ecdsa(self, row: SignatureRequestRow, key: KeyRow) -> SignatureRequestRow:
+        """DKLs23: a pool presignature (or one made now) whose signers are all
+        reachable, the final step on each signer, combine and verify (step 10).
+        A failed signer is excluded and another presignature used; a combined
+        signature that does not verify is abort-only in DKLs23 (no culprit), so
+        that attempt's signer set is dropped and another one tried."""
+        root = PublicKeyPackage.from_bytes(key.public_key_package)
+        tweak = 0
+        if row.path not in ("", "m"):
+            tweak, _ = derivation_tweak(root.group_public_key, root.chain_code, row.path)
+        digest = message_hash(row.payload_kind, row.payload)
+        derived_pk = KEY_SUITES[key.scheme].serialize_public_key(
+            self._public_package(key, row.path).group_public_key
+        )
+        excluded: set[int] = set()
+        bad_sets: set[tuple[int, ...]] = set()
+        culprits: set[int] = set()
+        attempts = row.attempts
+        last_error = ("UNAVAILABLE", "fewer than t signer nodes are reachable")
+
+        def fail() -> SignatureRequestRow:
+            return self.store.finish_request(
+                row.tenant,
+                row.request_id,
+                state="FAILED",
+                error_code=last_error[0],
+                error_message=last_error[1],
+                culprits=",".join(map(str, sorted(culprits))),
+                attempts=attempts,
+            )
+
+        while True:
+            candidates = [n.node_id for n in self.config.nodes if n.node_id not in excluded]
+            if len(candidates) < key.threshold or attempts >= len(self.config.nodes) + 3:
+                return fail()
+            attempts += 1
+            reserved = self.store.begin_presignature_attempt(
+                row.tenant, row.request_id, row.key_id, candidates, attempts
+            )
+            if reserved is not None and reserved[1] in bad_sets:
+                continue
+            if reserved is None:
+                fresh = next(
+                    (
+                        c
+                        for c in itertools.combinations(candidates, key.threshold)
+                        if c not in bad_sets
+                    ),
+                    None,
+                )
+                if fresh is None:
+                    return fail()
+                try:
+                    self.presign(row.key_id, fresh)
+                except NodeCallFailed as exc:
+                    excluded.add(exc.node_id)
+                    last_error = ("UNAVAILABLE", str(exc))
+                    continue
+                except ServiceError as err:
+                    last_error = (err.reason, err.message)
+                    bad_sets.add(fresh)
+                    continue
+                attempts -= 1  # presigning on demand is part of this attempt
+                continue
+            presignature_id, signers, public_bytes = reserved
+            public = PresignaturePublic.from_bytes(public_bytes)
+            node_request_id = f"{row.tenant}/{row.request_id}/{attempts}"
+            requests = {
+                i: node_pb2.SignShareRequest(
+                    request_id=node_request_id,
+                    key_id=row.key_id,
+                    nonce_id=presignature_id,
+                    derivation_path=row.path,
+                    message_hash=digest,
+                )
+                for i in signers
+            }
+            futures = {i: self.pool.submit(self._sign_share, i, requests[i]) for i in signers}
+            shares: dict[int, EcdsaSignatureShare] = {}
+            for i, fut in futures.items():
+                try:
+                    shares[i] = EcdsaSignatureShare.from_bytes(fut.result())
+                except grpc.RpcError as exc:
+                    excluded.add(i)
+                    reason = reason_of(exc) or exc.code().name
+                    last_error = (
+                        "UNAVAILABLE"
+                        if exc.code() == grpc.StatusCode.UNAVAILABLE
+                        else "NODE_REFUSED",
+                        f"node {i}: {reason}",
+                    )
+                    log.warning(
+                        "node_failed_to_sign", request_id=row.request_id, node_id=i, reason=reason
+                    )
+                except MpcError:
+                    excluded.add(i)
+                    culprits.add(i)
+            if len(shares) < len(signers):
+                continue
+            try:
+                signature = combine(public, shares, digest, tweak=tweak)
+            except MpcError as exc:
+                bad_sets.add(signers)
+                if not isinstance(exc, SignatureAbortError):
+                    culprits |= getattr(exc, "culprits", set())
+                last_error = (
+                    "SIGNATURE_ABORTED",
+                    f"signers {list(signers)} produced no valid signature ({exc.code})",
+                )
+                log.warning(
+                    "ecdsa_signature_aborted", request_id=row.request_id, signers=list(signers)
+                )
+                continue
+            log.info(
+                "signature_created",
+                request_id=row.request_id,
+                key_id=row.key_id,
+                signers=list(signers),
+            )
+            done = self.store.finish_request(
+                row.tenant,
+                row.request_id,
+                state="SUCCEEDED",
+                signature=signature.to_bytes(),
+                public_key=derived_pk,
+                recovery_id=signature.recovery_id,
+                culprits=",".join(map(str, sorted(culprits))),
+                attempts=attempts,
+            )
+            self._maybe_refill_presignatures(row.key_id, key.threshold, signers)
+            return done
+
+    def _maybe_refill_presignatures(
+        self, key_id: str, threshold: int, signers: tuple[int, ...]
+    ) -> None:
+        if self.store.presignature_levels(key_id).get(signer_set(signers), 0) < max(
+            1, self.config.presignature_pool_target // 2
+        ):
+            self.background.submit(self.fill_presignatures, key_id, set(signers))
+
+    def _sign_frost(self, row: SignatureRequestRow, key: KeyRow) -> SignatureRequestRow:
         suite: Ciphersuite = SUITES[key.scheme]
         derived_public = self._public_package(key, row.path)
         needed = derived_public.min_signers

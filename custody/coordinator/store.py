@@ -12,6 +12,7 @@ whatever happened to the attempt.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterable
 
 from sqlalchemy import (
     DateTime,
@@ -96,6 +97,25 @@ class PoolNonceRow(Base):
     request_id: Mapped[str | None] = mapped_column(String(160), nullable=True)
 
 
+class PresignatureRow(Base):
+    """A DKLs23 presignature the nodes in ``signers`` hold (public part only).
+
+    unused -> reserved (for one request attempt) -> used, like nonce entries."""
+
+    __tablename__ = "pool_presignatures"
+    presignature_id: Mapped[str] = mapped_column(String(80), primary_key=True)
+    key_id: Mapped[str] = mapped_column(String(64), index=True)
+    signers: Mapped[str] = mapped_column(String(256), index=True)  # "1,2"
+    public: Mapped[bytes] = mapped_column(LargeBinary)  # PresignaturePublic encoding
+    state: Mapped[str] = mapped_column(String(16), default="unused", index=True)
+    request_id: Mapped[str | None] = mapped_column(String(160), nullable=True)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+def signer_set(signers: Iterable[int]) -> str:
+    return ",".join(map(str, sorted(signers)))
+
+
 class CoordinatorStore(TransactionalStore):
     def __init__(self, url: str) -> None:
         super().__init__(url, Base.metadata)
@@ -166,17 +186,96 @@ class CoordinatorStore(TransactionalStore):
                 request.signers = ",".join(map(str, sorted(chosen)))
         return chosen, empty
 
-    def finish_request(self, tenant: str, request_id: str, **values: object) -> SignatureRequestRow:
-        """Record the outcome and spend every reserved entry, in one transaction."""
+    # -- presignatures ------------------------------------------------------------
+
+    def add_presignature(
+        self, presignature_id: str, key_id: str, signers: str, public: bytes
+    ) -> None:
+        with self.transaction() as s:
+            s.add(
+                PresignatureRow(
+                    presignature_id=presignature_id, key_id=key_id, signers=signers, public=public
+                )
+            )
+
+    def presignature_levels(self, key_id: str) -> dict[str, int]:
+        """Unused presignatures per signer set of ``key_id``."""
+        with self.transaction() as s:
+            rows = s.execute(
+                select(PresignatureRow.signers, func.count())
+                .where(PresignatureRow.key_id == key_id, PresignatureRow.state == "unused")
+                .group_by(PresignatureRow.signers)
+            ).all()
+            return {str(signers): int(n) for signers, n in rows}
+
+    def begin_presignature_attempt(
+        self, tenant: str, request_id: str, key_id: str, candidates: list[int], attempt: int
+    ) -> tuple[str, tuple[int, ...], bytes] | None:
+        """One transaction per attempt: spend what earlier attempts reserved,
+        reserve one unused presignature whose signer set lies within
+        ``candidates`` (preferring the fullest pool), mark the request SIGNING.
+        None if no such presignature exists."""
+        tag = f"{tenant}/{request_id}"
+        allowed = set(candidates)
         with self.transaction() as s:
             s.execute(
-                update(PoolNonceRow)
-                .where(
-                    PoolNonceRow.request_id == f"{tenant}/{request_id}",
-                    PoolNonceRow.state == "reserved",
-                )
+                update(PresignatureRow)
+                .where(PresignatureRow.request_id == tag, PresignatureRow.state == "reserved")
                 .values(state="used")
             )
+            levels = s.execute(
+                select(PresignatureRow.signers, func.count())
+                .where(PresignatureRow.key_id == key_id, PresignatureRow.state == "unused")
+                .group_by(PresignatureRow.signers)
+            ).all()
+            usable = sorted(
+                (
+                    (int(n), str(signers))
+                    for signers, n in levels
+                    if {int(x) for x in str(signers).split(",")} <= allowed
+                ),
+                reverse=True,
+            )
+            request = s.get(SignatureRequestRow, (tenant, request_id))
+            assert request is not None
+            request.attempts = attempt
+            for _, signers in usable:
+                row = s.execute(
+                    select(PresignatureRow.presignature_id, PresignatureRow.public)
+                    .where(
+                        PresignatureRow.key_id == key_id,
+                        PresignatureRow.signers == signers,
+                        PresignatureRow.state == "unused",
+                    )
+                    .limit(1)
+                    .with_for_update(skip_locked=True)
+                ).first()
+                if row is None:
+                    continue
+                claimed = s.execute(
+                    update(PresignatureRow)
+                    .where(
+                        PresignatureRow.presignature_id == row.presignature_id,
+                        PresignatureRow.state == "unused",
+                    )
+                    .values(state="reserved", request_id=tag)
+                )
+                if claimed.rowcount == 1:  # type: ignore[attr-defined]
+                    request.state, request.signers = "SIGNING", signers
+                    ids = tuple(int(x) for x in signers.split(","))
+                    return row.presignature_id, ids, row.public
+            return None
+
+    def finish_request(self, tenant: str, request_id: str, **values: object) -> SignatureRequestRow:
+        """Record the outcome and spend every reserved entry, in one transaction."""
+        tag = f"{tenant}/{request_id}"
+        with self.transaction() as s:
+            for table in (PoolNonceRow, PresignatureRow):
+                s.execute(
+                    update(table)
+                    .where(table.request_id == tag, table.state == "reserved")
+                    .values(state="used")
+                )
             row = s.get(SignatureRequestRow, (tenant, request_id))
             assert row is not None
             for k, v in values.items():

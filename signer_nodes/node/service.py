@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import grpc
@@ -19,6 +20,15 @@ from custody._pb.custody.node.v1 import node_pb2, node_pb2_grpc
 from signer_nodes.grpc_errors import ServiceError, abort
 from signer_nodes.mpc.bip32 import InvalidPathError
 from signer_nodes.mpc.dkg import DkgOutput, DkgParty
+from signer_nodes.mpc.dkls23 import (
+    KeygenParty,
+    KeyShare,
+    Presignature,
+    PresignParty,
+    RefreshParty,
+    derivation_tweak,
+    signature_share,
+)
 from signer_nodes.mpc.errors import EncodingError, LocalMisuseError, MpcError, RemoteProtocolError
 from signer_nodes.mpc.frost import (
     SUITES,
@@ -31,7 +41,7 @@ from signer_nodes.mpc.frost import (
 )
 from signer_nodes.mpc.frost.ciphersuite import Ciphersuite
 from signer_nodes.mpc.hd import derived_packages
-from signer_nodes.mpc.session import SESSION_ID_LEN
+from signer_nodes.mpc.session import SESSION_ID_LEN, RoundBasedParty
 from signer_nodes.node.sealing import SealContext, Sealer, SealingError
 from signer_nodes.node.store import NodeStore, StoreError
 from signer_nodes.wire.identity import NodeDirectory, NodeIdentity
@@ -39,7 +49,11 @@ from signer_nodes.wire.secure import SealedEnvelope, open_sealed, seal
 
 log = structlog.get_logger("signer_node")
 MAX_NONCES_PER_CALL = 256
+# Unused presignatures a node keeps per key: bounds what a coordinator can make it store.
+MAX_PRESIGNATURES_PER_KEY = 2048
 INVALID = grpc.StatusCode.INVALID_ARGUMENT
+ECDSA = "ecdsa-dkls23"
+PRESIGNATURE_PREFIX = "ps_"
 
 
 @dataclass
@@ -47,8 +61,10 @@ class _Session:
     kind: int
     key_id: str
     scheme: str
-    core: DkgParty
+    core: RoundBasedParty
     epoch: int
+    # Persists the output (sealed) and returns the extra fields of the final update.
+    on_finish: Callable[[_Session, object], node_pb2.SessionUpdate]
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -57,6 +73,16 @@ def _suite(scheme: str) -> Ciphersuite:
     if suite is None:
         raise ServiceError(INVALID, "UNKNOWN_SCHEME", f"unknown scheme {scheme!r}")
     return suite
+
+
+def _check_scheme(scheme: str) -> None:
+    if scheme != ECDSA:
+        _suite(scheme)
+
+
+def presignature_id(session_id: bytes) -> str:
+    """The pool id of the presignature a presign session produces (same on every signer)."""
+    return PRESIGNATURE_PREFIX + session_id.hex()
 
 
 def _check_key_id(key_id: str) -> None:
@@ -81,16 +107,71 @@ class NodeServicer(node_pb2_grpc.NodeServiceServicer):
     def _ctx(self, key_id: str, epoch: int, kind: str) -> SealContext:
         return SealContext(self.node_id, key_id, epoch, kind)
 
-    def _load(self, key_id: str) -> tuple[Ciphersuite, KeyPackage, PublicKeyPackage, int]:
+    def _row(self, key_id: str) -> tuple[str, bytes, bytes, int]:
+        """(scheme, unsealed share, public key package, epoch) of a stored key."""
         try:
             row = self.store.load_key(key_id)
         except StoreError as exc:
             raise ServiceError(grpc.StatusCode.NOT_FOUND, exc.reason, str(exc)) from None
-        suite = _suite(row.scheme)
-        key = KeyPackage.from_bytes(
-            self.sealer.unseal(row.sealed_key_package, self._ctx(key_id, row.epoch, "share"))
+        share = self.sealer.unseal(row.sealed_key_package, self._ctx(key_id, row.epoch, "share"))
+        return row.scheme, share, row.public_key_package, row.epoch
+
+    def _load(self, key_id: str) -> tuple[Ciphersuite, KeyPackage, PublicKeyPackage, int]:
+        scheme, share, public, epoch = self._row(key_id)
+        if scheme == ECDSA:
+            raise ServiceError(
+                grpc.StatusCode.FAILED_PRECONDITION,
+                "WRONG_SCHEME",
+                f"key {key_id} is an ECDSA key (it signs with presignatures, not FROST nonces)",
+            )
+        return (
+            _suite(scheme),
+            KeyPackage.from_bytes(share),
+            PublicKeyPackage.from_bytes(public),
+            epoch,
         )
-        return suite, key, PublicKeyPackage.from_bytes(row.public_key_package), row.epoch
+
+    def _load_ecdsa(self, key_id: str) -> tuple[KeyShare, int]:
+        scheme, share, _public, epoch = self._row(key_id)
+        if scheme != ECDSA:
+            raise ServiceError(
+                grpc.StatusCode.FAILED_PRECONDITION,
+                "WRONG_SCHEME",
+                f"key {key_id} is not an ECDSA key",
+            )
+        return KeyShare.from_bytes(share), epoch
+
+    # -- what a finished session stores ------------------------------------------
+
+    def _store_key_output(self, session: _Session, output: object) -> node_pb2.SessionUpdate:
+        if isinstance(output, KeyShare):
+            share_bytes, public = output.to_bytes(), output.public.to_bytes()
+        else:
+            assert isinstance(output, DkgOutput)
+            share_bytes = output.key_package.to_bytes()
+            public = output.public_key_package.to_bytes()
+        sealed = self.sealer.seal(share_bytes, self._ctx(session.key_id, session.epoch, "share"))
+        self.store.save_key(session.key_id, session.scheme, sealed, public, epoch=session.epoch)
+        log.info(
+            "key_share_stored", key_id=session.key_id, epoch=session.epoch, node_id=self.node_id
+        )
+        return node_pb2.SessionUpdate(public_key_package=public)
+
+    def _store_presignature(self, session: _Session, output: object) -> node_pb2.SessionUpdate:
+        assert isinstance(output, Presignature)
+        if self.store.load_key(session.key_id).epoch != session.epoch:
+            # The key was refreshed while this session ran: the presignature is useless.
+            raise ServiceError(
+                grpc.StatusCode.ABORTED, "STALE_EPOCH", "the key was refreshed during presigning"
+            )
+        entry_id = presignature_id(output.session_id)
+        public = output.public.to_bytes()
+        sealed = self.sealer.seal(
+            output.to_bytes(),
+            self._ctx(f"{session.key_id}/{entry_id}", session.epoch, "presignature"),
+        )
+        self.store.add_nonces(session.key_id, [(entry_id, public, sealed)])
+        return node_pb2.SessionUpdate(presignature_public=public)
 
     def _update(self, session: _Session, outgoing: list[bytes]) -> node_pb2.SessionUpdate:
         core = session.core
@@ -102,19 +183,73 @@ class NodeServicer(node_pb2_grpc.NodeServiceServicer):
                 error_message=str(core.aborted),
             )
         if core.finished:
-            out: DkgOutput = core.output
-            sealed = self.sealer.seal(
-                out.key_package.to_bytes(), self._ctx(session.key_id, session.epoch, "share")
-            )
-            public = out.public_key_package.to_bytes()
-            self.store.save_key(session.key_id, session.scheme, sealed, public, epoch=session.epoch)
-            log.info(
-                "key_share_stored", key_id=session.key_id, epoch=session.epoch, node_id=self.node_id
-            )
-            return node_pb2.SessionUpdate(
-                state=node_pb2.SESSION_STATE_FINISHED, envelopes=outgoing, public_key_package=public
-            )
+            update = session.on_finish(session, core.output)
+            update.state = node_pb2.SESSION_STATE_FINISHED
+            update.envelopes.extend(outgoing)
+            return update
         return node_pb2.SessionUpdate(state=node_pb2.SESSION_STATE_RUNNING, envelopes=outgoing)
+
+    def _new_session(self, request: node_pb2.StartSessionRequest, parties: list[int]) -> _Session:
+        kind, key_id, scheme, sid = (
+            request.kind,
+            request.key_id,
+            request.scheme,
+            request.session_id,
+        )
+        if kind == node_pb2.SESSION_KIND_DKG:
+            try:
+                self.store.load_key(key_id)
+            except StoreError:
+                pass
+            else:
+                raise ServiceError(
+                    grpc.StatusCode.ALREADY_EXISTS, "KEY_EXISTS", "this node already holds that key"
+                )
+            core: RoundBasedParty
+            if scheme == ECDSA:
+                core = KeygenParty(sid, self.node_id, parties, request.threshold)
+            else:
+                core = DkgParty(_suite(scheme), sid, self.node_id, parties, request.threshold)
+            return _Session(kind, key_id, scheme, core, 0, self._store_key_output)
+        if kind == node_pb2.SESSION_KIND_REFRESH:
+            if self._row(key_id)[0] != scheme:
+                raise ServiceError(INVALID, "SCHEME_MISMATCH", "refresh with another scheme")
+            if scheme == ECDSA:
+                key_share, old_epoch = self._load_ecdsa(key_id)
+                if sorted(parties) != list(key_share.parties):
+                    raise ServiceError(
+                        INVALID, "INVALID_PARTIES", "a refresh involves every holder of the key"
+                    )
+                return _Session(
+                    kind,
+                    key_id,
+                    scheme,
+                    RefreshParty(sid, key_share),
+                    old_epoch + 1,
+                    self._store_key_output,
+                )
+            suite, key, public, old_epoch = self._load(key_id)
+            dkg = DkgParty(
+                suite, sid, self.node_id, parties, request.threshold, refresh_of=(key, public)
+            )
+            return _Session(kind, key_id, scheme, dkg, old_epoch + 1, self._store_key_output)
+        if kind == node_pb2.SESSION_KIND_PRESIGN:
+            key_share, epoch = self._load_ecdsa(key_id)
+            if self.store.unused_nonce_count(key_id) >= MAX_PRESIGNATURES_PER_KEY:
+                raise ServiceError(
+                    grpc.StatusCode.RESOURCE_EXHAUSTED,
+                    "POOL_FULL",
+                    f"this node already holds {MAX_PRESIGNATURES_PER_KEY} unused presignatures",
+                )
+            return _Session(
+                kind,
+                key_id,
+                scheme,
+                PresignParty(sid, key_share, parties),
+                epoch,
+                self._store_presignature,
+            )
+        raise ServiceError(INVALID, "INVALID_SESSION_KIND", "unknown session kind")
 
     # -- RPCs -------------------------------------------------------------------
 
@@ -136,44 +271,16 @@ class NodeServicer(node_pb2_grpc.NodeServiceServicer):
             if len(request.session_id) != SESSION_ID_LEN:
                 raise ServiceError(INVALID, "INVALID_SESSION_ID", "session ids are 32 bytes")
             _check_key_id(request.key_id)
-            suite = _suite(request.scheme)
+            _check_scheme(request.scheme)
             parties = list(request.parties)
             if self.node_id not in parties or any(p not in self.directory for p in parties):
                 raise ServiceError(
                     INVALID, "INVALID_PARTIES", "parties must be known nodes including this one"
                 )
-            refresh_of = None
-            epoch = 0
-            if request.kind == node_pb2.SESSION_KIND_REFRESH:
-                key_suite, key, public, old_epoch = self._load(request.key_id)
-                if key_suite is not suite:
-                    raise ServiceError(INVALID, "SCHEME_MISMATCH", "refresh with another scheme")
-                refresh_of, epoch = (key, public), old_epoch + 1
-            elif request.kind == node_pb2.SESSION_KIND_DKG:
-                try:
-                    self.store.load_key(request.key_id)
-                except StoreError:
-                    pass
-                else:
-                    raise ServiceError(
-                        grpc.StatusCode.ALREADY_EXISTS,
-                        "KEY_EXISTS",
-                        "this node already holds that key",
-                    )
-            else:
-                raise ServiceError(INVALID, "INVALID_SESSION_KIND", "unknown session kind")
             try:
-                core = DkgParty(
-                    suite,
-                    request.session_id,
-                    self.node_id,
-                    parties,
-                    request.threshold,
-                    refresh_of=refresh_of,
-                )
+                session = self._new_session(request, parties)
             except LocalMisuseError as exc:
                 raise ServiceError(INVALID, exc.code, str(exc)) from None
-            session = _Session(request.kind, request.key_id, request.scheme, core, epoch)
             with self._lock:
                 if request.session_id in self._sessions:
                     raise ServiceError(
@@ -189,7 +296,9 @@ class NodeServicer(node_pb2_grpc.NodeServiceServicer):
                 node_id=self.node_id,
             )
             with session.lock:
-                out = [seal(e, self.identity, self.directory).to_bytes() for e in core.start()]
+                out = [
+                    seal(e, self.identity, self.directory).to_bytes() for e in session.core.start()
+                ]
                 return self._update(session, out)
         except ServiceError as err:
             abort(context, err)
@@ -265,64 +374,122 @@ class NodeServicer(node_pb2_grpc.NodeServiceServicer):
         self, request: node_pb2.SignShareRequest, context: grpc.ServicerContext
     ) -> node_pb2.SignShareResponse:
         try:
-            suite, key, public, epoch = self._load(request.key_id)
-            try:
-                package = SigningPackage.decode(suite, request.signing_package)
-                own = package.commitment_of(self.node_id)
-            except (EncodingError, LocalMisuseError) as exc:
-                raise ServiceError(INVALID, "INVALID_SIGNING_PACKAGE", str(exc)) from None
-            digest = hashlib.sha256(
-                request.key_id.encode()
-                + b"\x00"
-                + request.derivation_path.encode()
-                + b"\x00"
-                + request.signing_package
-            ).digest()
-            previous = self.store.sign_record(request.request_id)
-            if previous is not None:
-                if previous.package_digest == digest and previous.signature_share is not None:
-                    return node_pb2.SignShareResponse(signature_share=previous.signature_share)
-                raise ServiceError(
-                    grpc.StatusCode.FAILED_PRECONDITION,
-                    "REQUEST_ALREADY_SIGNED",
-                    "this request was already signed with other inputs",
-                )
-            try:
-                derived_key, _ = derived_packages(key, public, request.derivation_path)
-            except InvalidPathError as exc:
-                raise ServiceError(INVALID, exc.code, str(exc)) from None
-            assert derived_key is not None
-            nonce_ctx = self._ctx(f"{request.key_id}/{request.nonce_id}", epoch, "nonce")
-
-            def compute_share(sealed_nonces: bytes) -> bytes:
-                nonces = SigningNonces.from_bytes(
-                    suite, self.sealer.unseal(sealed_nonces, nonce_ctx)
-                )
-                return sign(suite, package, nonces, derived_key).encode(suite)
-
-            try:
-                encoded = self.store.sign_with_nonce(
-                    request_id=request.request_id,
-                    key_id=request.key_id,
-                    nonce_id=request.nonce_id,
-                    package_digest=digest,
-                    expected_commitments=own.encode(suite),
-                    compute_share=compute_share,
-                )
-            except StoreError as exc:
-                raise ServiceError(
-                    grpc.StatusCode.FAILED_PRECONDITION, exc.reason, str(exc)
-                ) from None
-            except LocalMisuseError as exc:
-                raise ServiceError(INVALID, exc.code, str(exc)) from None
+            if self._row(request.key_id)[0] == ECDSA:
+                share = self._ecdsa_share(request)
+            else:
+                share = self._frost_share(request)
             log.info(
                 "signature_share_released",
                 request_id=request.request_id,
                 key_id=request.key_id,
                 node_id=self.node_id,
             )
-            return node_pb2.SignShareResponse(signature_share=encoded)
+            return node_pb2.SignShareResponse(signature_share=share)
         except SealingError as exc:
             abort(context, ServiceError(grpc.StatusCode.DATA_LOSS, exc.code, str(exc)))
         except ServiceError as err:
             abort(context, err)
+
+    def _replayed(self, request_id: str, digest: bytes) -> bytes | None:
+        """The share already released for this exact request (an idempotent retry)."""
+        previous = self.store.sign_record(request_id)
+        if previous is None:
+            return None
+        if previous.package_digest == digest and previous.signature_share is not None:
+            return previous.signature_share
+        raise ServiceError(
+            grpc.StatusCode.FAILED_PRECONDITION,
+            "REQUEST_ALREADY_SIGNED",
+            "this request was already signed with other inputs",
+        )
+
+    def _consume(
+        self,
+        request: node_pb2.SignShareRequest,
+        digest: bytes,
+        expected: bytes | None,
+        compute_share: Callable[[bytes], bytes],
+    ) -> bytes:
+        try:
+            return self.store.sign_with_nonce(
+                request_id=request.request_id,
+                key_id=request.key_id,
+                nonce_id=request.nonce_id,
+                package_digest=digest,
+                expected_commitments=expected,
+                compute_share=compute_share,
+            )
+        except StoreError as exc:
+            raise ServiceError(grpc.StatusCode.FAILED_PRECONDITION, exc.reason, str(exc)) from None
+        except LocalMisuseError as exc:
+            raise ServiceError(grpc.StatusCode.FAILED_PRECONDITION, exc.code, str(exc)) from None
+        except EncodingError as exc:
+            raise ServiceError(grpc.StatusCode.DATA_LOSS, "CORRUPT_POOL_ENTRY", str(exc)) from None
+
+    @staticmethod
+    def _request_digest(request: node_pb2.SignShareRequest, body: bytes) -> bytes:
+        """Binds a stored share to everything that determined it (idempotent replays)."""
+        h = hashlib.sha256(b"custody/node/sign-share/v1")
+        for part in (
+            request.key_id.encode(),
+            request.derivation_path.encode(),
+            request.nonce_id.encode(),
+            body,
+        ):
+            h.update(len(part).to_bytes(4, "big") + part)
+        return h.digest()
+
+    def _frost_share(self, request: node_pb2.SignShareRequest) -> bytes:
+        suite, key, public, epoch = self._load(request.key_id)
+        try:
+            package = SigningPackage.decode(suite, request.signing_package)
+            own = package.commitment_of(self.node_id)
+        except (EncodingError, LocalMisuseError) as exc:
+            raise ServiceError(INVALID, "INVALID_SIGNING_PACKAGE", str(exc)) from None
+        digest = self._request_digest(request, request.signing_package)
+        replayed = self._replayed(request.request_id, digest)
+        if replayed is not None:
+            return replayed
+        try:
+            derived_key, _ = derived_packages(key, public, request.derivation_path)
+        except InvalidPathError as exc:
+            raise ServiceError(INVALID, exc.code, str(exc)) from None
+        assert derived_key is not None
+        nonce_ctx = self._ctx(f"{request.key_id}/{request.nonce_id}", epoch, "nonce")
+
+        def compute_share(sealed_nonces: bytes) -> bytes:
+            nonces = SigningNonces.from_bytes(suite, self.sealer.unseal(sealed_nonces, nonce_ctx))
+            return sign(suite, package, nonces, derived_key).encode(suite)
+
+        return self._consume(request, digest, own.encode(suite), compute_share)
+
+    def _ecdsa_share(self, request: node_pb2.SignShareRequest) -> bytes:
+        """DKLs23 final step (Protocol 3.6, round 3 values) with a pool presignature.
+
+        The presignature is consumed, its sealed secret erased and the share
+        recorded in one transaction (:meth:`NodeStore.sign_with_nonce`)."""
+        key_share, epoch = self._load_ecdsa(request.key_id)
+        if len(request.message_hash) != 32:
+            raise ServiceError(INVALID, "INVALID_DIGEST", "ECDSA signs a 32-byte message hash")
+        if not request.nonce_id.startswith(PRESIGNATURE_PREFIX):
+            raise ServiceError(INVALID, "INVALID_PRESIGNATURE_ID", "not a presignature id")
+        digest = self._request_digest(request, request.message_hash)
+        replayed = self._replayed(request.request_id, digest)
+        if replayed is not None:
+            return replayed
+        tweak = 0
+        if request.derivation_path not in ("", "m"):
+            try:
+                tweak, _ = derivation_tweak(
+                    key_share.group_public_key, key_share.chain_code, request.derivation_path
+                )
+            except InvalidPathError as exc:
+                raise ServiceError(INVALID, exc.code, str(exc)) from None
+        ctx = self._ctx(f"{request.key_id}/{request.nonce_id}", epoch, "presignature")
+        message_hash = bytes(request.message_hash)
+
+        def compute_share(sealed: bytes) -> bytes:
+            presignature = Presignature.from_bytes(self.sealer.unseal(sealed, ctx))
+            return signature_share(presignature, key_share, message_hash, tweak=tweak).to_bytes()
+
+        return self._consume(request, digest, None, compute_share)

@@ -1,12 +1,14 @@
-"""The node's database: key shares, the FROST nonce pool, and signing history.
+"""The node's database: key shares, the pool of single-use signing material
+(FROST nonces and DKLs23 presignatures), and signing history.
 
 SQLAlchemy 2 on SQLite (WAL) or PostgreSQL. Secrets are stored only as
 sealed blobs (:mod:`signer_nodes.node.sealing`).
 
-The single-use guarantee for nonces lives here: :meth:`NodeStore.consume_nonce`
-marks a pool entry consumed *and erases its sealed secret* in the same
-transaction that records the signing request, and the share is computed only
-after that commit. A crash afterwards loses the nonce, never reuses it.
+The single-use guarantee lives here: :meth:`NodeStore.sign_with_nonce` marks a
+pool entry consumed *and erases its sealed secret* in the same transaction that
+computes the share and records the signing request; the share leaves the node
+only after that commit. A crash before the commit leaves the entry unused and
+nothing released; a crash after it loses the entry, never reuses it.
 """
 
 from __future__ import annotations
@@ -43,6 +45,9 @@ class KeyShareRow(Base):
 
 
 class NonceRow(Base):
+    """A pool entry: FROST nonces (``commitments`` = SigningCommitments) or a
+    DKLs23 presignature (``commitments`` = its PresignaturePublic)."""
+
     __tablename__ = "nonces"
     nonce_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     key_id: Mapped[str] = mapped_column(ForeignKey("key_shares.key_id"), index=True)
@@ -135,7 +140,7 @@ class NodeStore(TransactionalStore):
         key_id: str,
         nonce_id: str,
         package_digest: bytes,
-        expected_commitments: bytes,
+        expected_commitments: bytes | None,
         compute_share: Callable[[bytes], bytes],
     ) -> bytes:
         """In one transaction: refuse a used nonce or one whose commitments are
@@ -160,7 +165,7 @@ class NodeStore(TransactionalStore):
                 raise StoreError("NONCE_NOT_FOUND", f"no pool nonce {nonce_id} for key {key_id}")
             if row.state != "unused" or row.sealed_nonces is None:
                 raise StoreError("NONCE_ALREADY_USED", f"pool nonce {nonce_id} is {row.state}")
-            if row.commitments != expected_commitments:
+            if expected_commitments is not None and row.commitments != expected_commitments:
                 raise StoreError(
                     "COMMITMENT_MISMATCH", "the package carries other commitments for this node"
                 )

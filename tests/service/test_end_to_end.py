@@ -180,15 +180,6 @@ def test_unknown_fields_are_refused(acme) -> None:
     )
 
 
-def test_ecdsa_is_reported_unavailable_not_faked(acme) -> None:
-    with pytest.raises(grpc.RpcError) as err:
-        acme.create_key("ecdsa-secp256k1")
-    assert (
-        err.value.code() == grpc.StatusCode.UNIMPLEMENTED
-        and reason_of(err.value) == "SCHEME_NOT_AVAILABLE"
-    )
-
-
 def test_operation_errors_are_reported(acme) -> None:
     with pytest.raises(grpc.RpcError) as err:
         acme.stub.GetOperation(pb.GetOperationRequest(name="nonsense"))

@@ -24,17 +24,17 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x63ustody/node/v1/node.proto\x12\x0f\x63ustody.node.v1\"\x10\n\x0eGetInfoRequest\"Y\n\x08NodeInfo\x12\x0f\n\x07node_id\x18\x01 \x01(\r\x12\x13\n\x0bsigning_key\x18\x02 \x01(\x0c\x12\x16\n\x0e\x65ncryption_key\x18\x03 \x01(\x0c\x12\x0f\n\x07version\x18\x04 \x01(\t\"\x99\x01\n\x13StartSessionRequest\x12\x12\n\nsession_id\x18\x01 \x01(\x0c\x12*\n\x04kind\x18\x02 \x01(\x0e\x32\x1c.custody.node.v1.SessionKind\x12\x0e\n\x06key_id\x18\x03 \x01(\t\x12\x0e\n\x06scheme\x18\x04 \x01(\t\x12\x0f\n\x07parties\x18\x05 \x03(\r\x12\x11\n\tthreshold\x18\x06 \x01(\r\"7\n\x0e\x44\x65liverRequest\x12\x12\n\nsession_id\x18\x01 \x01(\x0c\x12\x11\n\tenvelopes\x18\x02 \x03(\x0c\"\xa9\x01\n\rSessionUpdate\x12,\n\x05state\x18\x01 \x01(\x0e\x32\x1d.custody.node.v1.SessionState\x12\x11\n\tenvelopes\x18\x02 \x03(\x0c\x12\x1a\n\x12public_key_package\x18\x03 \x01(\x0c\x12\x12\n\nerror_code\x18\x04 \x01(\t\x12\x10\n\x08\x63ulprits\x18\x05 \x03(\r\x12\x15\n\rerror_message\x18\x06 \x01(\t\"5\n\x14PrepareNoncesRequest\x12\x0e\n\x06key_id\x18\x01 \x01(\t\x12\r\n\x05\x63ount\x18\x02 \x01(\r\"8\n\x0fNonceCommitment\x12\x10\n\x08nonce_id\x18\x01 \x01(\t\x12\x13\n\x0b\x63ommitments\x18\x02 \x01(\x0c\"I\n\x15PrepareNoncesResponse\x12\x30\n\x06nonces\x18\x01 \x03(\x0b\x32 .custody.node.v1.NonceCommitment\"z\n\x10SignShareRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0e\n\x06key_id\x18\x02 \x01(\t\x12\x17\n\x0fsigning_package\x18\x03 \x01(\x0c\x12\x10\n\x08nonce_id\x18\x04 \x01(\t\x12\x17\n\x0f\x64\x65rivation_path\x18\x05 \x01(\t\",\n\x11SignShareResponse\x12\x17\n\x0fsignature_share\x18\x01 \x01(\x0c*[\n\x0bSessionKind\x12\x1c\n\x18SESSION_KIND_UNSPECIFIED\x10\x00\x12\x14\n\x10SESSION_KIND_DKG\x10\x01\x12\x18\n\x14SESSION_KIND_REFRESH\x10\x02*\x7f\n\x0cSessionState\x12\x1d\n\x19SESSION_STATE_UNSPECIFIED\x10\x00\x12\x19\n\x15SESSION_STATE_RUNNING\x10\x01\x12\x1a\n\x16SESSION_STATE_FINISHED\x10\x02\x12\x19\n\x15SESSION_STATE_ABORTED\x10\x03\x32\xaa\x03\n\x0bNodeService\x12\x45\n\x07GetInfo\x12\x1f.custody.node.v1.GetInfoRequest\x1a\x19.custody.node.v1.NodeInfo\x12T\n\x0cStartSession\x12$.custody.node.v1.StartSessionRequest\x1a\x1e.custody.node.v1.SessionUpdate\x12J\n\x07\x44\x65liver\x12\x1f.custody.node.v1.DeliverRequest\x1a\x1e.custody.node.v1.SessionUpdate\x12^\n\rPrepareNonces\x12%.custody.node.v1.PrepareNoncesRequest\x1a&.custody.node.v1.PrepareNoncesResponse\x12R\n\tSignShare\x12!.custody.node.v1.SignShareRequest\x1a\".custody.node.v1.SignShareResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x63ustody/node/v1/node.proto\x12\x0f\x63ustody.node.v1\"\x10\n\x0eGetInfoRequest\"Y\n\x08NodeInfo\x12\x0f\n\x07node_id\x18\x01 \x01(\r\x12\x13\n\x0bsigning_key\x18\x02 \x01(\x0c\x12\x16\n\x0e\x65ncryption_key\x18\x03 \x01(\x0c\x12\x0f\n\x07version\x18\x04 \x01(\t\"\x99\x01\n\x13StartSessionRequest\x12\x12\n\nsession_id\x18\x01 \x01(\x0c\x12*\n\x04kind\x18\x02 \x01(\x0e\x32\x1c.custody.node.v1.SessionKind\x12\x0e\n\x06key_id\x18\x03 \x01(\t\x12\x0e\n\x06scheme\x18\x04 \x01(\t\x12\x0f\n\x07parties\x18\x05 \x03(\r\x12\x11\n\tthreshold\x18\x06 \x01(\r\"7\n\x0e\x44\x65liverRequest\x12\x12\n\nsession_id\x18\x01 \x01(\x0c\x12\x11\n\tenvelopes\x18\x02 \x03(\x0c\"\xc6\x01\n\rSessionUpdate\x12,\n\x05state\x18\x01 \x01(\x0e\x32\x1d.custody.node.v1.SessionState\x12\x11\n\tenvelopes\x18\x02 \x03(\x0c\x12\x1a\n\x12public_key_package\x18\x03 \x01(\x0c\x12\x12\n\nerror_code\x18\x04 \x01(\t\x12\x10\n\x08\x63ulprits\x18\x05 \x03(\r\x12\x15\n\rerror_message\x18\x06 \x01(\t\x12\x1b\n\x13presignature_public\x18\x07 \x01(\x0c\"5\n\x14PrepareNoncesRequest\x12\x0e\n\x06key_id\x18\x01 \x01(\t\x12\r\n\x05\x63ount\x18\x02 \x01(\r\"8\n\x0fNonceCommitment\x12\x10\n\x08nonce_id\x18\x01 \x01(\t\x12\x13\n\x0b\x63ommitments\x18\x02 \x01(\x0c\"I\n\x15PrepareNoncesResponse\x12\x30\n\x06nonces\x18\x01 \x03(\x0b\x32 .custody.node.v1.NonceCommitment\"\x90\x01\n\x10SignShareRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0e\n\x06key_id\x18\x02 \x01(\t\x12\x17\n\x0fsigning_package\x18\x03 \x01(\x0c\x12\x10\n\x08nonce_id\x18\x04 \x01(\t\x12\x17\n\x0f\x64\x65rivation_path\x18\x05 \x01(\t\x12\x14\n\x0cmessage_hash\x18\x06 \x01(\x0c\",\n\x11SignShareResponse\x12\x17\n\x0fsignature_share\x18\x01 \x01(\x0c*u\n\x0bSessionKind\x12\x1c\n\x18SESSION_KIND_UNSPECIFIED\x10\x00\x12\x14\n\x10SESSION_KIND_DKG\x10\x01\x12\x18\n\x14SESSION_KIND_REFRESH\x10\x02\x12\x18\n\x14SESSION_KIND_PRESIGN\x10\x03*\x7f\n\x0cSessionState\x12\x1d\n\x19SESSION_STATE_UNSPECIFIED\x10\x00\x12\x19\n\x15SESSION_STATE_RUNNING\x10\x01\x12\x1a\n\x16SESSION_STATE_FINISHED\x10\x02\x12\x19\n\x15SESSION_STATE_ABORTED\x10\x03\x32\xaa\x03\n\x0bNodeService\x12\x45\n\x07GetInfo\x12\x1f.custody.node.v1.GetInfoRequest\x1a\x19.custody.node.v1.NodeInfo\x12T\n\x0cStartSession\x12$.custody.node.v1.StartSessionRequest\x1a\x1e.custody.node.v1.SessionUpdate\x12J\n\x07\x44\x65liver\x12\x1f.custody.node.v1.DeliverRequest\x1a\x1e.custody.node.v1.SessionUpdate\x12^\n\rPrepareNonces\x12%.custody.node.v1.PrepareNoncesRequest\x1a&.custody.node.v1.PrepareNoncesResponse\x12R\n\tSignShare\x12!.custody.node.v1.SignShareRequest\x1a\".custody.node.v1.SignShareResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'custody.node.v1.node_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_SESSIONKIND']._serialized_start=899
-  _globals['_SESSIONKIND']._serialized_end=990
-  _globals['_SESSIONSTATE']._serialized_start=992
-  _globals['_SESSIONSTATE']._serialized_end=1119
+  _globals['_SESSIONKIND']._serialized_start=951
+  _globals['_SESSIONKIND']._serialized_end=1068
+  _globals['_SESSIONSTATE']._serialized_start=1070
+  _globals['_SESSIONSTATE']._serialized_end=1197
   _globals['_GETINFOREQUEST']._serialized_start=47
   _globals['_GETINFOREQUEST']._serialized_end=63
   _globals['_NODEINFO']._serialized_start=65
@@ -44,17 +44,17 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_DELIVERREQUEST']._serialized_start=312
   _globals['_DELIVERREQUEST']._serialized_end=367
   _globals['_SESSIONUPDATE']._serialized_start=370
-  _globals['_SESSIONUPDATE']._serialized_end=539
-  _globals['_PREPARENONCESREQUEST']._serialized_start=541
-  _globals['_PREPARENONCESREQUEST']._serialized_end=594
-  _globals['_NONCECOMMITMENT']._serialized_start=596
-  _globals['_NONCECOMMITMENT']._serialized_end=652
-  _globals['_PREPARENONCESRESPONSE']._serialized_start=654
-  _globals['_PREPARENONCESRESPONSE']._serialized_end=727
-  _globals['_SIGNSHAREREQUEST']._serialized_start=729
-  _globals['_SIGNSHAREREQUEST']._serialized_end=851
-  _globals['_SIGNSHARERESPONSE']._serialized_start=853
-  _globals['_SIGNSHARERESPONSE']._serialized_end=897
-  _globals['_NODESERVICE']._serialized_start=1122
-  _globals['_NODESERVICE']._serialized_end=1548
+  _globals['_SESSIONUPDATE']._serialized_end=568
+  _globals['_PREPARENONCESREQUEST']._serialized_start=570
+  _globals['_PREPARENONCESREQUEST']._serialized_end=623
+  _globals['_NONCECOMMITMENT']._serialized_start=625
+  _globals['_NONCECOMMITMENT']._serialized_end=681
+  _globals['_PREPARENONCESRESPONSE']._serialized_start=683
+  _globals['_PREPARENONCESRESPONSE']._serialized_end=756
+  _globals['_SIGNSHAREREQUEST']._serialized_start=759
+  _globals['_SIGNSHAREREQUEST']._serialized_end=903
+  _globals['_SIGNSHARERESPONSE']._serialized_start=905
+  _globals['_SIGNSHARERESPONSE']._serialized_end=949
+  _globals['_NODESERVICE']._serialized_start=1200
+  _globals['_NODESERVICE']._serialized_end=1626
 # @@protoc_insertion_point(module_scope)

@@ -31,12 +31,16 @@ class _SessionKindEnumTypeWrapper(google.protobuf.internal.enum_type_wrapper._En
     SESSION_KIND_UNSPECIFIED: _SessionKind.ValueType  # 0
     SESSION_KIND_DKG: _SessionKind.ValueType  # 1
     SESSION_KIND_REFRESH: _SessionKind.ValueType  # 2
+    SESSION_KIND_PRESIGN: _SessionKind.ValueType  # 3
+    """DKLs23 presignature for the signer set in `parties` (ecdsa-dkls23 keys only)."""
 
 class SessionKind(_SessionKind, metaclass=_SessionKindEnumTypeWrapper): ...
 
 SESSION_KIND_UNSPECIFIED: SessionKind.ValueType  # 0
 SESSION_KIND_DKG: SessionKind.ValueType  # 1
 SESSION_KIND_REFRESH: SessionKind.ValueType  # 2
+SESSION_KIND_PRESIGN: SessionKind.ValueType  # 3
+"""DKLs23 presignature for the signer set in `parties` (ecdsa-dkls23 keys only)."""
 Global___SessionKind: typing_extensions.TypeAlias = SessionKind
 
 class _SessionState:
@@ -109,7 +113,7 @@ class StartSessionRequest(google.protobuf.message.Message):
     kind: Global___SessionKind.ValueType
     key_id: builtins.str
     scheme: builtins.str
-    """frost-ed25519 | frost-secp256k1 | frost-bip340"""
+    """frost-ed25519 | frost-secp256k1 | frost-bip340 | ecdsa-dkls23"""
     threshold: builtins.int
     @property
     def parties(self) -> google.protobuf.internal.containers.RepeatedScalarFieldContainer[builtins.int]: ...
@@ -158,12 +162,15 @@ class SessionUpdate(google.protobuf.message.Message):
     ERROR_CODE_FIELD_NUMBER: builtins.int
     CULPRITS_FIELD_NUMBER: builtins.int
     ERROR_MESSAGE_FIELD_NUMBER: builtins.int
+    PRESIGNATURE_PUBLIC_FIELD_NUMBER: builtins.int
     state: Global___SessionState.ValueType
     public_key_package: builtins.bytes
     """when a DKG/refresh finished"""
     error_code: builtins.str
     """when aborted"""
     error_message: builtins.str
+    presignature_public: builtins.bytes
+    """when a presign session finished (PresignaturePublic)"""
     @property
     def envelopes(self) -> google.protobuf.internal.containers.RepeatedScalarFieldContainer[builtins.bytes]:
         """sealed, to relay"""
@@ -179,8 +186,9 @@ class SessionUpdate(google.protobuf.message.Message):
         error_code: builtins.str = ...,
         culprits: collections.abc.Iterable[builtins.int] | None = ...,
         error_message: builtins.str = ...,
+        presignature_public: builtins.bytes = ...,
     ) -> None: ...
-    def ClearField(self, field_name: typing.Literal["culprits", b"culprits", "envelopes", b"envelopes", "error_code", b"error_code", "error_message", b"error_message", "public_key_package", b"public_key_package", "state", b"state"]) -> None: ...
+    def ClearField(self, field_name: typing.Literal["culprits", b"culprits", "envelopes", b"envelopes", "error_code", b"error_code", "error_message", b"error_message", "presignature_public", b"presignature_public", "public_key_package", b"public_key_package", "state", b"state"]) -> None: ...
 
 Global___SessionUpdate: typing_extensions.TypeAlias = SessionUpdate
 
@@ -246,14 +254,17 @@ class SignShareRequest(google.protobuf.message.Message):
     SIGNING_PACKAGE_FIELD_NUMBER: builtins.int
     NONCE_ID_FIELD_NUMBER: builtins.int
     DERIVATION_PATH_FIELD_NUMBER: builtins.int
+    MESSAGE_HASH_FIELD_NUMBER: builtins.int
     request_id: builtins.str
     key_id: builtins.str
     signing_package: builtins.bytes
-    """SigningPackage encoding (message, commitments, tweak)"""
+    """FROST: SigningPackage encoding (message, commitments, tweak)"""
     nonce_id: builtins.str
-    """this node's pool entry whose commitments are in the package"""
+    """this node's pool entry: FROST nonce id or DKLs23 presignature id"""
     derivation_path: builtins.str
     """BIP32 non-hardened path, "m/..." or empty"""
+    message_hash: builtins.bytes
+    """ECDSA: the 32-byte hash to sign"""
     def __init__(
         self,
         *,
@@ -262,8 +273,9 @@ class SignShareRequest(google.protobuf.message.Message):
         signing_package: builtins.bytes = ...,
         nonce_id: builtins.str = ...,
         derivation_path: builtins.str = ...,
+        message_hash: builtins.bytes = ...,
     ) -> None: ...
-    def ClearField(self, field_name: typing.Literal["derivation_path", b"derivation_path", "key_id", b"key_id", "nonce_id", b"nonce_id", "request_id", b"request_id", "signing_package", b"signing_package"]) -> None: ...
+    def ClearField(self, field_name: typing.Literal["derivation_path", b"derivation_path", "key_id", b"key_id", "message_hash", b"message_hash", "nonce_id", b"nonce_id", "request_id", b"request_id", "signing_package", b"signing_package"]) -> None: ...
 
 Global___SignShareRequest: typing_extensions.TypeAlias = SignShareRequest
 

@@ -93,7 +93,8 @@ class NodeServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def SignShare(self, request, context):
-        """Produce this node's FROST signature share for a signing request with pool nonces.
+        """Produce this node's signature share for a signing request: FROST with a pool nonce, or
+        the DKLs23 final step with a pool presignature (consumed in the transaction that records it).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

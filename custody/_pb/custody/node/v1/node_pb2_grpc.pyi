@@ -170,7 +170,9 @@ class NodeServiceStub(typing.Generic[_NodeServiceGetInfoType, _NodeServiceStartS
     """Generate FROST nonces ahead of time (round one), kept in the node's pool; returns commitments."""
 
     SignShare: _NodeServiceSignShareType
-    """Produce this node's FROST signature share for a signing request with pool nonces."""
+    """Produce this node's signature share for a signing request: FROST with a pool nonce, or
+    the DKLs23 final step with a pool presignature (consumed in the transaction that records it).
+    """
 
 NodeServiceAsyncStub: typing_extensions.TypeAlias = NodeServiceStub[
     grpc.aio.UnaryUnaryMultiCallable[
@@ -234,6 +236,8 @@ class NodeServiceServicer(metaclass=abc.ABCMeta):
         request: custody._pb.custody.node.v1.node_pb2.SignShareRequest,
         context: _ServicerContext,
     ) -> typing.Union[custody._pb.custody.node.v1.node_pb2.SignShareResponse, collections.abc.Awaitable[custody._pb.custody.node.v1.node_pb2.SignShareResponse]]:
-        """Produce this node's FROST signature share for a signing request with pool nonces."""
+        """Produce this node's signature share for a signing request: FROST with a pool nonce, or
+        the DKLs23 final step with a pool presignature (consumed in the transaction that records it).
+        """
 
 def add_NodeServiceServicer_to_server(servicer: NodeServiceServicer, server: typing.Union[grpc.Server, grpc.aio.Server]) -> None: ...

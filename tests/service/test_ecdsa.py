@@ -1,0 +1,143 @@
+"""Threshold ECDSA (DKLs23) through the running service: separate node
+processes, presignature pools, single use enforced by each node's database."""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+
+import grpc
+import pytest
+from coincurve import PublicKey
+from coincurve.ecdsa import cdata_to_der, deserialize_compact
+from py_ecc.secp256k1 import secp256k1
+from sqlalchemy import select
+
+from custody._pb.custody.node.v1 import node_pb2, node_pb2_grpc
+from custody._pb.custody.v1 import custody_pb2 as pb
+from custody.coordinator.store import CoordinatorStore, PresignatureRow
+from signer_nodes.grpc_errors import reason_of
+from signer_nodes.node.store import NodeStore, NonceRow
+
+N = secp256k1.N
+
+
+def verify_ecdsa(public_key: bytes, digest: bytes, signature: bytes, recovery_id: int) -> None:
+    """coincurve (libsecp256k1, which also refuses high s) and py-ecc recovery."""
+    assert len(signature) == 64 and recovery_id in (0, 1)
+    r, s = int.from_bytes(signature[:32], "big"), int.from_bytes(signature[32:], "big")
+    assert 0 < s <= N // 2
+    der = cdata_to_der(deserialize_compact(signature))
+    assert PublicKey(public_key).verify(der, digest, hasher=None)
+    x, y = secp256k1.ecdsa_raw_recover(digest, (27 + recovery_id, r, s))
+    recovered = PublicKey.from_point(x, y).format(compressed=True)
+    assert recovered == public_key
+
+
+@pytest.fixture(scope="module")
+def key(acme) -> pb.Key:
+    return acme.create_key("ecdsa-secp256k1")
+
+
+def _node_stub(running, node_id: int) -> tuple[grpc.Channel, node_pb2_grpc.NodeServiceStub]:
+    cdir = running.config.coordinator_dir
+    creds = grpc.ssl_channel_credentials(
+        running.config.ca_cert.read_bytes(),
+        (cdir / "client.key").read_bytes(),
+        (cdir / "client.pem").read_bytes(),
+    )
+    channel = grpc.secure_channel(running.config.node(node_id).address, creds)
+    return channel, node_pb2_grpc.NodeServiceStub(channel)
+
+
+def test_keygen_gives_a_compressed_secp256k1_key(acme, key) -> None:
+    assert key.scheme == pb.SCHEME_ECDSA_SECP256K1
+    assert len(key.public_key) == 33 and key.public_key[0] in (2, 3)
+    assert key.threshold == 2 and key.participants == 3
+    assert acme.get_key(key.key_id).public_key == key.public_key
+
+
+def test_sign_digest_and_message(acme, key) -> None:
+    digest = hashlib.sha256(b"transfer 1 ETH").digest()
+    r = acme.sign(key.key_id, digest=digest)
+    assert r.state == pb.REQUEST_STATE_SUCCEEDED and len(r.signers) == 2
+    assert r.public_key == key.public_key
+    verify_ecdsa(key.public_key, digest, r.signature, r.recovery_id)
+    # A message is hashed with SHA-256 (what coincurve verifies by default).
+    m = acme.sign(key.key_id, message=b"hello custody")
+    assert PublicKey(key.public_key).verify(
+        cdata_to_der(deserialize_compact(m.signature)), b"hello custody"
+    )
+    verify_ecdsa(
+        key.public_key, hashlib.sha256(b"hello custody").digest(), m.signature, m.recovery_id
+    )
+
+
+def test_derived_key_signs_under_derive(acme, key) -> None:
+    derived = acme.derive(key.key_id, "m/44/60/0/0/5")
+    digest = b"\x5a" * 32
+    r = acme.sign(key.key_id, digest=digest, path="m/44/60/0/0/5")
+    assert r.public_key == derived.public_key != key.public_key
+    verify_ecdsa(derived.public_key, digest, r.signature, r.recovery_id)
+
+
+def test_idempotent_request_id(acme, key) -> None:
+    rid = f"ecdsa-{uuid.uuid4().hex}"
+    first = acme.sign(key.key_id, digest=b"\x01" * 32, request_id=rid)
+    second = acme.sign(key.key_id, digest=b"\x01" * 32, request_id=rid)
+    assert first.signature == second.signature and first.signers == second.signers
+
+
+def test_presignature_is_single_use_at_the_node(running, acme, key) -> None:
+    """A coordinator that replays a used presignature under a new request id gets
+    nothing: the node consumed it (and erased its sealed secret) when it signed."""
+    acme.sign(key.key_id, digest=b"\x02" * 32)
+    store = CoordinatorStore(running.config.coordinator_database_url())
+    with store.transaction() as s:
+        used = (
+            s.execute(
+                select(PresignatureRow).where(
+                    PresignatureRow.key_id == key.key_id, PresignatureRow.state == "used"
+                )
+            )
+            .scalars()
+            .first()
+        )
+        assert used is not None
+        presignature_id, signer = used.presignature_id, int(used.signers.split(",")[0])
+    store.engine.dispose()
+    node_store = NodeStore(running.config.node_database_url(signer))
+    with node_store.transaction() as s:
+        row = s.get(NonceRow, presignature_id)
+        assert row is not None and row.state == "consumed" and row.sealed_nonces is None
+    node_store.engine.dispose()
+    channel, stub = _node_stub(running, signer)
+    with channel, pytest.raises(grpc.RpcError) as err:
+        stub.SignShare(
+            node_pb2.SignShareRequest(
+                request_id=f"replay-{uuid.uuid4().hex}",
+                key_id=key.key_id,
+                nonce_id=presignature_id,
+                message_hash=b"\x03" * 32,
+            )
+        )
+    assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert reason_of(err.value) == "NONCE_ALREADY_USED"
+
+
+def test_ecdsa_key_refuses_frost_nonces(running, key) -> None:
+    channel, stub = _node_stub(running, 1)
+    with channel, pytest.raises(grpc.RpcError) as err:
+        stub.PrepareNonces(node_pb2.PrepareNoncesRequest(key_id=key.key_id, count=1))
+    assert reason_of(err.value) == "WRONG_SCHEME"
+
+
+def test_signs_with_a_node_down(running, acme, key) -> None:
+    running.cluster.kill("node-2")
+    try:
+        digest = b"\x44" * 32
+        r = acme.sign(key.key_id, digest=digest, request_id=f"down-{uuid.uuid4().hex}")
+        assert 2 not in r.signers
+        verify_ecdsa(key.public_key, digest, r.signature, r.recovery_id)
+    finally:
+        running.cluster.restart("node-2")
