@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import statistics
 import sys
 import tempfile
@@ -22,19 +23,23 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from coincurve import PublicKeyXOnly
+from coincurve import PublicKey, PublicKeyXOnly
+from coincurve.ecdsa import cdata_to_der, deserialize_compact
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from sqlalchemy import update
 
 from custody.client import CustodyClient
 from custody.cluster import Cluster
 from custody.config import ClusterConfig
-from custody.coordinator.store import CoordinatorStore, PoolNonceRow
+from custody.coordinator.store import CoordinatorStore, PoolNonceRow, PresignatureRow
 from custody.init import init_cluster
 
 
 def _verify(scheme: str, pk: bytes, msg: bytes, sig: bytes) -> None:
-    if scheme == "eddsa-ed25519":
+    if scheme == "ecdsa-secp256k1":
+        if not PublicKey(pk).verify(cdata_to_der(deserialize_compact(sig)), msg):
+            raise SystemExit("invalid signature")
+    elif scheme == "eddsa-ed25519":
         Ed25519PublicKey.from_public_bytes(pk).verify(sig, msg)
     elif not PublicKeyXOnly(pk).verify(sig, msg):
         raise SystemExit("invalid signature")
@@ -83,12 +88,28 @@ def _run(
     }
 
 
+def _wait_for_presignatures(
+    store: CoordinatorStore, key_id: str, nodes: int, t: int, requests: int
+) -> None:
+    """Block until every signer set's presignature pool holds ``requests`` entries."""
+    sets = min(10, math.comb(nodes, t))
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline:
+        levels = store.presignature_levels(key_id)
+        if len(levels) >= sets and min(levels.values()) >= requests + 10:
+            return
+        time.sleep(0.5)
+    raise SystemExit("presignature pools did not fill within 10 minutes")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.service")
     parser.add_argument("--nodes", type=int, default=3)
     parser.add_argument("-t", type=int, default=2)
     parser.add_argument(
-        "--scheme", default="eddsa-ed25519", choices=["eddsa-ed25519", "schnorr-bip340"]
+        "--scheme",
+        default="eddsa-ed25519",
+        choices=["eddsa-ed25519", "schnorr-bip340", "ecdsa-secp256k1"],
     )
     parser.add_argument("--requests", type=int, default=200)
     parser.add_argument("--concurrency", type=int, default=1)
@@ -99,22 +120,27 @@ def main(argv: list[str] | None = None) -> int:
     config = init_cluster(root, args.nodes, args.t)
     raw = json.loads((root / "custody.json").read_text())
     raw["nonce_pool_target"] = max(32, 2 * args.concurrency + 8)
+    # Enough presignatures per signer set that the warm run never waits for presigning.
+    raw["presignature_pool_target"] = args.requests + 10
     (root / "custody.json").write_text(json.dumps(raw))
     config = ClusterConfig.load(root)
     with Cluster(config), CustodyClient.from_data_dir(root) as client:
         key = client.create_key(args.scheme)
+        store = CoordinatorStore(config.coordinator_database_url())
+        if args.scheme == "ecdsa-secp256k1":
+            _wait_for_presignatures(store, key.key_id, args.nodes, args.t, args.requests)
         for i in range(10):  # warm-up
             client.sign(key.key_id, message=b"warm-up %d" % i)
         warm = _run(client, args.scheme, key, args.requests, args.concurrency)
-        store = CoordinatorStore(config.coordinator_database_url())
 
         def drain() -> None:
             with store.transaction() as s:
-                s.execute(
-                    update(PoolNonceRow)
-                    .where(PoolNonceRow.key_id == key.key_id, PoolNonceRow.state == "unused")
-                    .values(state="used")
-                )
+                for table in (PoolNonceRow, PresignatureRow):
+                    s.execute(
+                        update(table)
+                        .where(table.key_id == key.key_id, table.state == "unused")
+                        .values(state="used")
+                    )
 
         cold = _run(client, args.scheme, key, max(20, args.requests // 5), 1, before=drain)
     result = {
