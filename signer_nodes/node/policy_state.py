@@ -1,0 +1,430 @@
+"""A signer node's own policy: the chain of activated versions, its signing history, and
+the history heads it remembers from its signing peers.
+
+Every node enforces the policy itself (ARCHITECTURE.md §1), so nothing here trusts the
+coordinator: a pushed version is activated only if it passes
+:func:`policy.governance.verify_and_activate` against the node's CURRENT chain state
+(``docs/policy-format.md`` §6), and on start-up the whole stored chain is re-verified from
+the genesis document, whose hash is pinned in the node's configuration. A row edited in the
+database therefore stops the node (``POLICY_STATE_CORRUPT``) instead of silently changing
+what it signs.
+
+The history is the hash chain of ``policy.history.NodeHistory``
+(``head_k = H(tag("history") || head_{k-1} || entry_k)``, §8). :meth:`PolicyState.record`
+appends an entry inside a caller's SQLAlchemy session, so the node records what it signs in
+the SAME transaction that consumes the nonce or presignature: either both happen or
+neither. Appends serialise on one head row (``SELECT ... FOR UPDATE`` on PostgreSQL; SQLite
+serialises writers anyway), and the stored head of every row is re-checked when the log is
+read back.
+
+Tables live in the node's database (same URL as :class:`signer_nodes.node.store.NodeStore`)
+under their own metadata: ``policy_versions``, ``policy_history``, ``policy_history_head``,
+``policy_peer_heads``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from sqlalchemy import BigInteger, DateTime, Integer, LargeBinary, String, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
+
+from custody.governance.bundle import BundleError, decode_bundle
+from policy._codec import ZERO_HASH
+from policy.authorize import Authorization
+from policy.errors import GovernanceError
+from policy.exchange import HistoryHead, HistoryReport, make_report
+from policy.governance import (
+    ChainState,
+    PolicyVersion,
+    SignedPolicyVersion,
+    genesis,
+    verify_and_activate,
+    verify_signatures,
+)
+from policy.history import History, HistoryEntry, NodeHistory, chain_step
+from signer_nodes.db import TransactionalStore, utcnow
+
+GENESIS_BUNDLE_FILE = "policy-genesis.bundle"
+GENESIS_HASH_FILE = "policy-genesis.sha256"
+
+
+class PolicyStateError(Exception):
+    """A refused policy-state operation. ``code`` is stable: the governance codes of
+    ``docs/policy-format.md`` §6 (``POLICY_VERSION_NOT_NEXT``, ``POLICY_CHAIN_BROKEN``,
+    ``POLICY_NOT_OFFICER``, ``POLICY_SIGNATURE_INVALID``, ``POLICY_QUORUM_NOT_MET``,
+    ``POLICY_DOCUMENT_INVALID``) or one of ``POLICY_BUNDLE_MALFORMED``,
+    ``POLICY_GENESIS_MISMATCH``, ``POLICY_STATE_CORRUPT``, ``REQUEST_ID_REUSED``."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+
+
+class PolicyBase(DeclarativeBase):
+    pass
+
+
+class PolicyVersionRow(PolicyBase):
+    """One activated version; ``bundle`` is the signed bundle exactly as verified."""
+
+    __tablename__ = "policy_versions"
+    number: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    version_id: Mapped[bytes] = mapped_column(LargeBinary, unique=True)
+    bundle: Mapped[bytes] = mapped_column(LargeBinary)
+    activated_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class HistoryRow(PolicyBase):
+    """Entry number ``seq`` (1-based) of the node's history and the chain head after it."""
+
+    __tablename__ = "policy_history"
+    seq: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    request_id: Mapped[str] = mapped_column(String(160), unique=True)
+    request_digest: Mapped[bytes] = mapped_column(LargeBinary)
+    key_id: Mapped[str] = mapped_column(String(128))
+    initiator: Mapped[str] = mapped_column(String(128))
+    tenant: Mapped[str] = mapped_column(String(128))
+    asset: Mapped[str] = mapped_column(String(128))
+    amount: Mapped[str] = mapped_column(String(80))  # decimal: amounts reach 2^256
+    timestamp: Mapped[int] = mapped_column(BigInteger, index=True)
+    head: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class HistoryHeadRow(PolicyBase):
+    """The single row appends lock: entry count and chain head."""
+
+    __tablename__ = "policy_history_head"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    count: Mapped[int] = mapped_column(BigInteger)
+    head: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class PeerHeadRow(PolicyBase):
+    """The latest signed head this node saw from a peer (``policy.exchange``)."""
+
+    __tablename__ = "policy_peer_heads"
+    node_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    count: Mapped[int] = mapped_column(BigInteger)
+    head_hash: Mapped[bytes] = mapped_column(LargeBinary)
+    anchor_count: Mapped[int] = mapped_column(BigInteger)
+    anchor_hash: Mapped[bytes] = mapped_column(LargeBinary)
+    request_digest: Mapped[bytes] = mapped_column(LargeBinary)
+    signature: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+@dataclass(frozen=True, slots=True)
+class GenesisPin:
+    """The genesis bundle and the document hash the node trusts it by."""
+
+    bundle: bytes
+    document_hash: bytes
+
+    @classmethod
+    def load(cls, node_dir: Path) -> GenesisPin:
+        """Read ``policy-genesis.bundle`` and ``policy-genesis.sha256`` (hex) from a node
+        directory, as ``custody init`` installs them."""
+        try:
+            bundle = (node_dir / GENESIS_BUNDLE_FILE).read_bytes()
+            text = (node_dir / GENESIS_HASH_FILE).read_text().strip()
+        except FileNotFoundError as e:
+            raise PolicyStateError("POLICY_GENESIS_MISMATCH", f"missing {e.filename}") from None
+        try:
+            pinned = bytes.fromhex(text)
+        except ValueError:
+            pinned = b""
+        if len(pinned) != 32:
+            raise PolicyStateError(
+                "POLICY_GENESIS_MISMATCH", f"{GENESIS_HASH_FILE}: not 32 bytes hex"
+            )
+        return cls(bundle, pinned)
+
+
+def _decode(bundle: bytes) -> SignedPolicyVersion:
+    try:
+        return decode_bundle(bundle)
+    except BundleError as e:
+        raise PolicyStateError(e.code, str(e)) from None
+
+
+def genesis_state(pin: GenesisPin) -> ChainState:
+    """Version 1 from the pinned genesis bundle. Besides the pinned hash (§6), the bundle
+    must carry a quorum of its OWN officers' signatures: officers who cannot sign genesis
+    could never sign version 2, and a typo in the officer set is caught at provisioning."""
+    signed = _decode(pin.bundle)
+    v = signed.version
+    if v.number != 1 or v.parent_hash != ZERO_HASH:
+        raise PolicyStateError("POLICY_GENESIS_MISMATCH", "genesis is version 1 with a zero parent")
+    try:
+        state = genesis(v.document, expected_document_hash=pin.document_hash)
+        verify_signatures(state.officers, state.version_id, signed.signatures)
+    except GovernanceError as e:
+        code = "POLICY_GENESIS_MISMATCH" if e.code == "POLICY_CHAIN_BROKEN" else e.code.value
+        raise PolicyStateError(code, str(e)) from None
+    return state
+
+
+def _entry(row: HistoryRow) -> HistoryEntry:
+    return HistoryEntry(
+        request_id=row.request_id,
+        request_digest=row.request_digest,
+        key_id=row.key_id,
+        initiator=row.initiator,
+        tenant=row.tenant,
+        asset=row.asset,
+        amount=int(row.amount),
+        timestamp=row.timestamp,
+    )
+
+
+def _head(row: PeerHeadRow) -> HistoryHead:
+    return HistoryHead(
+        node_id=row.node_id,
+        count=row.count,
+        head_hash=row.head_hash,
+        anchor_count=row.anchor_count,
+        anchor_hash=row.anchor_hash,
+        request_digest=row.request_digest,
+        signature=row.signature,
+    )
+
+
+class PolicyState(TransactionalStore):
+    """The node's policy chain and history (module docstring). Thread-safe; one per node
+    process. ``active()`` and ``log()`` are served from memory, refreshed from the database
+    under a lock."""
+
+    def __init__(self, url: str, genesis_pin: GenesisPin) -> None:
+        super().__init__(url, PolicyBase.metadata)
+        self._pin = genesis_pin
+        self._lock = threading.Lock()
+        self._log_lock = threading.Lock()
+        self._log = NodeHistory()
+        with self.transaction() as s:
+            if s.get(HistoryHeadRow, 1) is None:
+                s.add(HistoryHeadRow(id=1, count=0, head=ZERO_HASH))
+            first = s.get(PolicyVersionRow, 1)
+            if first is None:
+                state = genesis_state(genesis_pin)
+                s.add(
+                    PolicyVersionRow(
+                        number=1, version_id=state.version_id, bundle=genesis_pin.bundle
+                    )
+                )
+        self._state = self._load_chain()
+
+    @classmethod
+    def for_node(cls, url: str, node_dir: Path) -> PolicyState:
+        """Open with the genesis files ``custody init`` installed in ``node_dir``."""
+        return cls(url, GenesisPin.load(node_dir))
+
+    # -- the version chain -----------------------------------------------------------
+
+    def _load_chain(self) -> ChainState:
+        """Re-verify every stored version from the pinned genesis (module docstring)."""
+        with self.transaction() as s:
+            rows = s.execute(select(PolicyVersionRow).order_by(PolicyVersionRow.number)).scalars()
+            stored = [(r.number, r.version_id, r.bundle) for r in rows]
+        state = genesis_state(self._pin)
+        if not stored or stored[0][1] != state.version_id:
+            raise PolicyStateError(
+                "POLICY_GENESIS_MISMATCH", "the stored genesis is not the configured one"
+            )
+        for number, version_id, bundle in stored[1:]:
+            try:
+                state = verify_and_activate(state, decode_bundle(bundle))
+            except (BundleError, GovernanceError) as e:
+                raise PolicyStateError(
+                    "POLICY_STATE_CORRUPT", f"stored version {number} does not verify: {e}"
+                ) from None
+            if state.number != number or state.version_id != version_id:
+                raise PolicyStateError(
+                    "POLICY_STATE_CORRUPT", f"stored version {number} mislabelled"
+                )
+        return state
+
+    def active(self) -> ChainState:
+        """The active version (what :func:`policy.authorize.authorize` takes)."""
+        return self._state
+
+    def activate(self, bundle: bytes) -> ChainState:
+        """Verify a pushed bundle against the active version and activate it, atomically.
+
+        Re-delivering the active version is a no-op (pushes are retried); any other bundle
+        that is not exactly the next version is refused with the §6 code and nothing
+        changes. Raises :class:`PolicyStateError`."""
+        return self.activate_chain([bundle])
+
+    def activate_chain(self, bundles: Sequence[bytes]) -> ChainState:
+        """Apply several versions in order (a node catching up): all or nothing."""
+        signed = [_decode(b) for b in bundles]
+        with self._lock:
+            self._refresh_chain()
+            state = self._state
+            new_rows: list[PolicyVersionRow] = []
+            for raw, sv in zip(bundles, signed, strict=True):
+                if sv.version.version_id == state.version_id:
+                    continue  # re-delivery of what is active
+                try:
+                    state = verify_and_activate(state, sv)
+                except GovernanceError as e:
+                    raise PolicyStateError(e.code.value, str(e)) from None
+                new_rows.append(
+                    PolicyVersionRow(number=state.number, version_id=state.version_id, bundle=raw)
+                )
+            if not new_rows:
+                return state
+            try:
+                with self.transaction() as s:
+                    s.add_all(new_rows)
+            except IntegrityError:  # another writer took the number first
+                self._state = self._load_chain()
+                raise PolicyStateError(
+                    "POLICY_VERSION_NOT_NEXT", "another version was activated concurrently"
+                ) from None
+            self._state = state
+            return state
+
+    def _refresh_chain(self) -> None:
+        """Reload when the database holds a newer chain than memory (another process)."""
+        with self.transaction() as s:
+            latest = s.execute(
+                select(PolicyVersionRow.number, PolicyVersionRow.version_id)
+                .order_by(PolicyVersionRow.number.desc())
+                .limit(1)
+            ).one()
+        if (latest.number, latest.version_id) != (self._state.number, self._state.version_id):
+            self._state = self._load_chain()
+
+    def versions(self) -> list[PolicyVersion]:
+        """Every activated version, oldest first."""
+        with self.transaction() as s:
+            bundles = s.execute(
+                select(PolicyVersionRow.bundle).order_by(PolicyVersionRow.number)
+            ).scalars()
+            return [decode_bundle(b).version for b in bundles]
+
+    def bundle(self, number: int) -> bytes | None:
+        with self.transaction() as s:
+            row = s.get(PolicyVersionRow, number)
+            return None if row is None else row.bundle
+
+    # -- signing history -------------------------------------------------------------
+
+    def record(self, session: Session, entry: HistoryEntry) -> bytes:
+        """Append ``entry`` inside the caller's transaction; return the new chain head.
+
+        Call it in the transaction that consumes the nonce/presignature, so a committed
+        share always has its history entry. The same request again (same id and digest,
+        a retry) is not appended twice; the same id with another digest raises
+        ``REQUEST_ID_REUSED`` (and the caller's transaction must roll back)."""
+        head = session.execute(
+            select(HistoryHeadRow).where(HistoryHeadRow.id == 1).with_for_update()
+        ).scalar_one()
+        existing = session.execute(
+            select(HistoryRow.request_digest).where(HistoryRow.request_id == entry.request_id)
+        ).scalar_one_or_none()
+        if existing is not None:
+            if existing != entry.request_digest:
+                raise PolicyStateError(
+                    "REQUEST_ID_REUSED", f"request {entry.request_id!r} has another digest"
+                )
+            return head.head
+        new_head = chain_step(head.head, entry)
+        session.add(
+            HistoryRow(
+                seq=head.count + 1,
+                request_id=entry.request_id,
+                request_digest=entry.request_digest,
+                key_id=entry.key_id,
+                initiator=entry.initiator,
+                tenant=entry.tenant,
+                asset=entry.asset,
+                amount=str(entry.amount),
+                timestamp=entry.timestamp,
+                head=new_head,
+            )
+        )
+        head.count += 1
+        head.head = new_head
+        session.flush()
+        return new_head
+
+    def remember_heads(self, session: Session, heads: Mapping[int, HistoryHead]) -> None:
+        """Store the peers' latest heads inside the caller's transaction. A head never
+        moves back to a shorter log (a later, longer one replaces it)."""
+        for node_id, h in sorted(heads.items()):
+            if h.node_id != node_id:
+                raise ValueError("head keyed under another node id")
+            row = session.get(PeerHeadRow, node_id, with_for_update=True)
+            if row is None:
+                session.add(
+                    PeerHeadRow(
+                        node_id=node_id,
+                        count=h.count,
+                        head_hash=h.head_hash,
+                        anchor_count=h.anchor_count,
+                        anchor_hash=h.anchor_hash,
+                        request_digest=h.request_digest,
+                        signature=h.signature,
+                    )
+                )
+            elif h.count >= row.count:
+                row.count, row.head_hash = h.count, h.head_hash
+                row.anchor_count, row.anchor_hash = h.anchor_count, h.anchor_hash
+                row.request_digest, row.signature = h.request_digest, h.signature
+        session.flush()
+
+    def record_authorization(self, session: Session, authorization: Authorization) -> bytes:
+        """:meth:`record` the authorized entry and :meth:`remember_heads` of the peers, in
+        the caller's transaction (the one that consumes the nonce/presignature)."""
+        head = self.record(session, authorization.entry)
+        if authorization.peer_heads:
+            self.remember_heads(session, authorization.peer_heads)
+        return head
+
+    def log(self) -> NodeHistory:
+        """The node's hash-chained history (committed entries), checked row by row against
+        the heads stored with them."""
+        with self._log_lock:
+            log = self._log
+            with self.transaction() as s:
+                rows = s.execute(
+                    select(HistoryRow).where(HistoryRow.seq > log.count).order_by(HistoryRow.seq)
+                ).scalars()
+                for row in rows:
+                    entry = _entry(row)
+                    if row.seq != log.count + 1 or row.head != chain_step(log.head, entry):
+                        raise PolicyStateError(
+                            "POLICY_STATE_CORRUPT", f"history entry {row.seq} does not chain"
+                        )
+                    log = log.append(entry)
+            self._log = log
+            return log
+
+    def history(self) -> History:
+        """The node's own history, indexed for velocity windows."""
+        return self.log().as_history()
+
+    def head(self) -> tuple[int, bytes]:
+        """``(count, head hash)`` of the committed history."""
+        log = self.log()
+        return log.count, log.head
+
+    def remembered_heads(self) -> dict[int, HistoryHead]:
+        with self.transaction() as s:
+            return {r.node_id: _head(r) for r in s.execute(select(PeerHeadRow)).scalars()}
+
+    def report(
+        self, key: Ed25519PrivateKey, node_id: int, request_digest: bytes, now: int
+    ) -> HistoryReport:
+        """This node's signed history report for one request (``policy.exchange`` step 1):
+        the suffix covering the active policy's longest velocity window."""
+        window = self._state.policy.document.max_velocity_window
+        return make_report(key, node_id, self.log(), request_digest, now - window)
