@@ -13,13 +13,12 @@ the same way (see :mod:`proofs.control`).
 
 from __future__ import annotations
 
-import csv
 import os
 import re
 import secrets
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,6 +32,7 @@ from proofs import encoding as enc
 from proofs import fields as f
 from proofs.errors import PorError, PorInputError, ReasonCode
 from proofs.inclusion import BINARY_MAGIC, InclusionProof
+from proofs.rows import Row, liability_rows, read_liabilities_csv
 from proofs.snapshot import (
     CustodyEntry,
     Snapshot,
@@ -97,40 +97,19 @@ class Liabilities:
         return cls(customer_ids=ids, assets=assets, balances=matrix)
 
     @classmethod
+    def from_rows(cls, rows: Iterable[Row | tuple[str, str, int]]) -> Liabilities:
+        """Rows ``(customer_id, asset, amount)``, strictly checked (:mod:`proofs.rows`)."""
+        return cls.from_mapping(liability_rows(rows))
+
+    @classmethod
     def from_csv(cls, path: str | Path) -> Liabilities:
         """CSV ``customer_id,asset,amount`` with that header; one row per customer and asset.
 
-        A repeated (customer, asset) pair is an error rather than summed, so that a
+        Every error names its line (:func:`proofs.rows.read_liabilities_csv`); a
+        repeated (customer, asset) pair is an error rather than summed, so that a
         double-posted ledger export is noticed, not silently published.
         """
-        rows: dict[str, dict[str, int]] = {}
-        try:
-            with open(path, newline="", encoding="utf-8") as fh:
-                reader = csv.reader(fh)
-                if next(reader, None) != ["customer_id", "asset", "amount"]:
-                    raise _input_error(
-                        ReasonCode.MALFORMED, "CSV header must be customer_id,asset,amount"
-                    )
-                for line, row in enumerate(reader, start=2):
-                    if len(row) != 3:
-                        raise _input_error(ReasonCode.MALFORMED, f"CSV line {line}: 3 fields")
-                    cid, asset, text = row
-                    bal = rows.setdefault(cid, {})
-                    if asset in bal:
-                        raise _input_error(
-                            ReasonCode.DUPLICATE_CUSTOMER,
-                            f"CSV line {line}: repeated {cid}/{asset}",
-                        )
-                    if not text.isascii() or not text.isdigit():
-                        raise _input_error(
-                            ReasonCode.BALANCE_RANGE, f"CSV line {line}: amount {text!r}"
-                        )
-                    bal[asset] = int(text)
-        except OSError as exc:
-            raise _input_error(ReasonCode.IO, f"cannot read {path}: {exc.strerror}") from exc
-        except UnicodeDecodeError as exc:
-            raise _input_error(ReasonCode.MALFORMED, f"{path}: not UTF-8") from exc
-        return cls.from_mapping(rows)
+        return cls.from_rows(read_liabilities_csv(path))
 
 
 def _amount(value: int, where: str) -> int:
@@ -318,17 +297,57 @@ class BuiltSnapshot:
                 yield cid, record[4:].tobytes()
 
 
-def build_snapshot(
+@dataclass(frozen=True, slots=True, eq=False)
+class PreparedSnapshot:
+    """The tree and the challenge that names it: phase one of building a snapshot.
+
+    Custody keys sign :attr:`challenge` in between the phases; threshold keys do so
+    through the signing service, which may take a while and may fail, so the
+    caller collects the signatures and hands them to :func:`sign_snapshot`.
+    """
+
+    snapshot_id: str
+    cutoff: str
+    created_at: str
+    liabilities: Liabilities
+    tree: MerkleSumTree
+    challenge: bytes
+    salts: bytes = field(repr=False)
+
+    def custody_entry(
+        self,
+        *,
+        key_id: str,
+        scheme: str,
+        public_key: bytes,
+        signature: bytes,
+        balances: Mapping[str, int],
+        address: str | None = None,
+    ) -> CustodyEntry:
+        """A custody entry over this snapshot's assets (missing assets are zero)."""
+        assets = self.liabilities.assets
+        unknown = set(balances) - set(assets)
+        if unknown:
+            raise _input_error(ReasonCode.UNKNOWN_ASSET, f"{key_id}: {sorted(unknown)}")
+        return CustodyEntry(
+            key_id=key_id,
+            scheme=scheme,
+            public_key=public_key,
+            address=address,
+            balances=tuple(_amount(balances.get(a, 0), key_id) for a in assets),
+            signature=signature,
+        )
+
+
+def prepare_snapshot(
     liabilities: Liabilities,
     *,
     snapshot_id: str,
     cutoff: str,
     created_at: str,
-    service: ServiceSigner,
-    custody: Sequence[CustodySigner] = (),
     random_bytes: Callable[[int], bytes] = os.urandom,
-) -> BuiltSnapshot:
-    """Build the tree, collect proof-of-control signatures, and sign the snapshot.
+) -> PreparedSnapshot:
+    """Draw the salts, build the tree and compute the challenge (``docs/por-format.md`` 3-4).
 
     ``random_bytes`` is the salt source; tests inject a deterministic one to
     reproduce the documented worked example.
@@ -343,52 +362,88 @@ def build_snapshot(
     tree = build_tree(
         liabilities.assets, customer_hashes(liabilities.customer_ids, salts), liabilities.balances
     )
-    liab = tree.root_sums
     challenge = compute_challenge(
         snapshot_id=snapshot_id,
         cutoff=cutoff,
         root_hash=tree.root_hash,
         leaf_count=tree.leaf_count,
         assets=liabilities.assets,
-        liabilities=liab,
+        liabilities=tree.root_sums,
     )
-    entries = []
-    for signer in custody:
-        unknown = set(signer.balances) - set(liabilities.assets)
-        if unknown:
-            raise _input_error(ReasonCode.UNKNOWN_ASSET, f"{signer.key_id}: {sorted(unknown)}")
-        entries.append(
-            CustodyEntry(
-                key_id=signer.key_id,
-                scheme=signer.scheme,
-                public_key=signer.public_key,
-                address=signer.address,
-                balances=tuple(
-                    _amount(signer.balances.get(a, 0), signer.key_id) for a in liabilities.assets
-                ),
-                signature=signer.sign(challenge),
-            )
-        )
-    reserves = tuple(sum(e.balances[i] for e in entries) for i in range(len(liabilities.assets)))
-    unsigned = Snapshot(
+    return PreparedSnapshot(
         snapshot_id=snapshot_id,
         cutoff=cutoff,
         created_at=created_at,
-        assets=liabilities.assets,
+        liabilities=liabilities,
+        tree=tree,
+        challenge=challenge,
+        salts=salts,
+    )
+
+
+def sign_snapshot(
+    prepared: PreparedSnapshot, custody: Sequence[CustodyEntry], service: ServiceSigner
+) -> BuiltSnapshot:
+    """Phase two: add the custody entries and reserves, and sign with the service key (5)."""
+    assets = prepared.liabilities.assets
+    if any(len(e.balances) != len(assets) for e in custody):
+        raise _input_error(ReasonCode.MALFORMED, "custody balances do not match the asset list")
+    tree = prepared.tree
+    unsigned = Snapshot(
+        snapshot_id=prepared.snapshot_id,
+        cutoff=prepared.cutoff,
+        created_at=prepared.created_at,
+        assets=assets,
         leaf_count=tree.leaf_count,
         root_hash=tree.root_hash,
-        liabilities=liab,
-        challenge=challenge,
-        custody=tuple(entries),
-        reserves=reserves,
+        liabilities=tree.root_sums,
+        challenge=prepared.challenge,
+        custody=tuple(custody),
+        reserves=tuple(sum(e.balances[i] for e in custody) for i in range(len(assets))),
         service_public_key=service.public_key,
         service_signature=bytes(64),
     )
     signature = service.sign(signing_message(unsigned.unsigned_json()))
     snapshot = Snapshot(**{**_fields(unsigned), "service_signature": signature})
     return BuiltSnapshot(
-        snapshot=snapshot, raw=snapshot.to_json(), liabilities=liabilities, tree=tree, salts=salts
+        snapshot=snapshot,
+        raw=snapshot.to_json(),
+        liabilities=prepared.liabilities,
+        tree=tree,
+        salts=prepared.salts,
     )
+
+
+def build_snapshot(
+    liabilities: Liabilities,
+    *,
+    snapshot_id: str,
+    cutoff: str,
+    created_at: str,
+    service: ServiceSigner,
+    custody: Sequence[CustodySigner] = (),
+    random_bytes: Callable[[int], bytes] = os.urandom,
+) -> BuiltSnapshot:
+    """Build the tree, collect proof-of-control signatures, and sign the snapshot."""
+    prepared = prepare_snapshot(
+        liabilities,
+        snapshot_id=snapshot_id,
+        cutoff=cutoff,
+        created_at=created_at,
+        random_bytes=random_bytes,
+    )
+    entries = [
+        prepared.custody_entry(
+            key_id=signer.key_id,
+            scheme=signer.scheme,
+            public_key=signer.public_key,
+            signature=signer.sign(prepared.challenge),
+            balances=signer.balances,
+            address=signer.address,
+        )
+        for signer in custody
+    ]
+    return sign_snapshot(prepared, entries, service)
 
 
 def _fields(snapshot: Snapshot) -> dict[str, Any]:
