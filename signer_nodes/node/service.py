@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 import threading
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -51,6 +52,8 @@ log = structlog.get_logger("signer_node")
 MAX_NONCES_PER_CALL = 256
 # Unused presignatures a node keeps per key: bounds what a coordinator can make it store.
 MAX_PRESIGNATURES_PER_KEY = 2048
+KEY_CACHE_SIZE = 256
+DERIVED_CACHE_SIZE = 4096
 INVALID = grpc.StatusCode.INVALID_ARGUMENT
 ECDSA = "ecdsa-dkls23"
 PRESIGNATURE_PREFIX = "ps_"
@@ -66,6 +69,20 @@ class _Session:
     # Persists the output (sealed) and returns the extra fields of the final update.
     on_finish: Callable[[_Session, object], node_pb2.SessionUpdate]
     lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+@dataclass(frozen=True)
+class _LoadedKey:
+    scheme: str
+    epoch: int
+    version: bytes  # hash of the sealed blob it was unsealed from
+    key_package: KeyPackage | None  # FROST keys
+    public: PublicKeyPackage
+    key_share: KeyShare | None  # DKLs23 keys
+    suite: Ciphersuite | None = None
+
+    def __repr__(self) -> str:
+        return f"_LoadedKey(scheme={self.scheme}, epoch={self.epoch}, <redacted>)"
 
 
 def _suite(scheme: str) -> Ciphersuite:
@@ -101,45 +118,89 @@ class NodeServicer(node_pb2_grpc.NodeServiceServicer):
         self.sealer = sealer
         self._sessions: dict[bytes, _Session] = {}
         self._lock = threading.Lock()
+        self._keys: OrderedDict[str, _LoadedKey] = OrderedDict()
+        self._derived_keys: dict[tuple[str, int, str], KeyPackage] = {}
 
     # -- helpers ----------------------------------------------------------------
 
     def _ctx(self, key_id: str, epoch: int, kind: str) -> SealContext:
         return SealContext(self.node_id, key_id, epoch, kind)
 
-    def _row(self, key_id: str) -> tuple[str, bytes, bytes, int]:
-        """(scheme, unsealed share, public key package, epoch) of a stored key."""
+    def _loaded(self, key_id: str) -> _LoadedKey:
+        """The key's share, unsealed and parsed once per stored version.
+
+        Each call reads the row (so a refresh is seen at once); the unseal and
+        parse are cached per (key, epoch, sealed blob), in memory only, for a
+        bounded number of keys."""
         try:
             row = self.store.load_key(key_id)
         except StoreError as exc:
             raise ServiceError(grpc.StatusCode.NOT_FOUND, exc.reason, str(exc)) from None
+        version = hashlib.sha256(row.sealed_key_package).digest()
+        with self._lock:
+            cached = self._keys.get(key_id)
+            if cached is not None and cached.epoch == row.epoch and cached.version == version:
+                self._keys.move_to_end(key_id)
+                return cached
         share = self.sealer.unseal(row.sealed_key_package, self._ctx(key_id, row.epoch, "share"))
-        return row.scheme, share, row.public_key_package, row.epoch
+        if row.scheme == ECDSA:
+            key_share = KeyShare.from_bytes(share)
+            loaded = _LoadedKey(row.scheme, row.epoch, version, None, key_share.public, key_share)
+        else:
+            suite = _suite(row.scheme)
+            loaded = _LoadedKey(
+                row.scheme,
+                row.epoch,
+                version,
+                KeyPackage.from_bytes(share),
+                PublicKeyPackage.from_bytes(row.public_key_package),
+                None,
+                suite,
+            )
+        with self._lock:
+            self._keys[key_id] = loaded
+            while len(self._keys) > KEY_CACHE_SIZE:
+                self._keys.popitem(last=False)
+        return loaded
 
     def _load(self, key_id: str) -> tuple[Ciphersuite, KeyPackage, PublicKeyPackage, int]:
-        scheme, share, public, epoch = self._row(key_id)
-        if scheme == ECDSA:
+        k = self._loaded(key_id)
+        if k.key_package is None or k.suite is None:
             raise ServiceError(
                 grpc.StatusCode.FAILED_PRECONDITION,
                 "WRONG_SCHEME",
                 f"key {key_id} is an ECDSA key (it signs with presignatures, not FROST nonces)",
             )
-        return (
-            _suite(scheme),
-            KeyPackage.from_bytes(share),
-            PublicKeyPackage.from_bytes(public),
-            epoch,
-        )
+        return k.suite, k.key_package, k.public, k.epoch
 
     def _load_ecdsa(self, key_id: str) -> tuple[KeyShare, int]:
-        scheme, share, _public, epoch = self._row(key_id)
-        if scheme != ECDSA:
+        k = self._loaded(key_id)
+        if k.key_share is None:
             raise ServiceError(
                 grpc.StatusCode.FAILED_PRECONDITION,
                 "WRONG_SCHEME",
                 f"key {key_id} is not an ECDSA key",
             )
-        return KeyShare.from_bytes(share), epoch
+        return k.key_share, k.epoch
+
+    def _derived(
+        self, key_id: str, epoch: int, key: KeyPackage, public: PublicKeyPackage, path: str
+    ) -> KeyPackage:
+        cache_key = (key_id, epoch, path)
+        with self._lock:
+            hit = self._derived_keys.get(cache_key)
+        if hit is not None:
+            return hit
+        try:
+            derived, _ = derived_packages(key, public, path)
+        except InvalidPathError as exc:
+            raise ServiceError(INVALID, exc.code, str(exc)) from None
+        assert derived is not None
+        with self._lock:
+            if len(self._derived_keys) >= DERIVED_CACHE_SIZE:
+                self._derived_keys.clear()
+            self._derived_keys[cache_key] = derived
+        return derived
 
     # -- what a finished session stores ------------------------------------------
 
@@ -212,7 +273,7 @@ class NodeServicer(node_pb2_grpc.NodeServiceServicer):
                 core = DkgParty(_suite(scheme), sid, self.node_id, parties, request.threshold)
             return _Session(kind, key_id, scheme, core, 0, self._store_key_output)
         if kind == node_pb2.SESSION_KIND_REFRESH:
-            if self._row(key_id)[0] != scheme:
+            if self._loaded(key_id).scheme != scheme:
                 raise ServiceError(INVALID, "SCHEME_MISMATCH", "refresh with another scheme")
             if scheme == ECDSA:
                 key_share, old_epoch = self._load_ecdsa(key_id)
@@ -374,7 +435,7 @@ class NodeServicer(node_pb2_grpc.NodeServiceServicer):
         self, request: node_pb2.SignShareRequest, context: grpc.ServicerContext
     ) -> node_pb2.SignShareResponse:
         try:
-            if self._row(request.key_id)[0] == ECDSA:
+            if self._loaded(request.key_id).scheme == ECDSA:
                 share = self._ecdsa_share(request)
             else:
                 share = self._frost_share(request)
@@ -420,6 +481,10 @@ class NodeServicer(node_pb2_grpc.NodeServiceServicer):
                 compute_share=compute_share,
             )
         except StoreError as exc:
+            if exc.reason == "REQUEST_ALREADY_SIGNED":
+                replayed = self._replayed(request.request_id, digest)
+                if replayed is not None:
+                    return replayed
             raise ServiceError(grpc.StatusCode.FAILED_PRECONDITION, exc.reason, str(exc)) from None
         except LocalMisuseError as exc:
             raise ServiceError(grpc.StatusCode.FAILED_PRECONDITION, exc.code, str(exc)) from None
@@ -447,14 +512,7 @@ class NodeServicer(node_pb2_grpc.NodeServiceServicer):
         except (EncodingError, LocalMisuseError) as exc:
             raise ServiceError(INVALID, "INVALID_SIGNING_PACKAGE", str(exc)) from None
         digest = self._request_digest(request, request.signing_package)
-        replayed = self._replayed(request.request_id, digest)
-        if replayed is not None:
-            return replayed
-        try:
-            derived_key, _ = derived_packages(key, public, request.derivation_path)
-        except InvalidPathError as exc:
-            raise ServiceError(INVALID, exc.code, str(exc)) from None
-        assert derived_key is not None
+        derived_key = self._derived(request.key_id, epoch, key, public, request.derivation_path)
         nonce_ctx = self._ctx(f"{request.key_id}/{request.nonce_id}", epoch, "nonce")
 
         def compute_share(sealed_nonces: bytes) -> bytes:
@@ -474,9 +532,6 @@ class NodeServicer(node_pb2_grpc.NodeServiceServicer):
         if not request.nonce_id.startswith(PRESIGNATURE_PREFIX):
             raise ServiceError(INVALID, "INVALID_PRESIGNATURE_ID", "not a presignature id")
         digest = self._request_digest(request, request.message_hash)
-        replayed = self._replayed(request.request_id, digest)
-        if replayed is not None:
-            return replayed
         tweak = 0
         if request.derivation_path not in ("", "m"):
             try:
