@@ -1,0 +1,232 @@
+"""Taking a snapshot at a cut-off (ARCHITECTURE.md section 4, "Proof of Reserves").
+
+Inputs are injected, so the same code runs on the ledger in production and on CSV
+files in dry runs:
+
+* liabilities: rows ``(customer_id, asset, amount)`` from any iterable or a
+  callable returning one (the ledger's ``liabilities()``), or from a CSV
+  (:func:`proofs.rows.read_liabilities_csv`); customer ids must be namespaced
+  by a tenant of the cluster (:mod:`custody.por.customers`);
+* custody keys with their balances (:class:`CustodyKey`; CSV via
+  :func:`custody_keys_from_csv`);
+* ``sign_challenge(key_id, challenge) -> (scheme, public_key, signature)``: the
+  threshold signature of a custody key over the snapshot's challenge
+  (``docs/por-format.md`` section 4). In the service it goes through the policy
+  path as a proof-of-reserves request; :class:`ClusterChallengeSigner` signs
+  through the custody API;
+* the service's snapshot key (:func:`custody.por.keys.ensure_snapshot_key`).
+
+Every input is checked before anything is signed, and every custody signature
+is verified before the snapshot is signed: the service never publishes a snapshot
+that ``custody-por audit`` would reject for a bad control signature.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import os
+import secrets
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+
+from custody.client import SCHEME_NAMES, CustodyClient, OperationFailed
+from custody.por.customers import namespace_problem
+from custody.por.errors import SnapshotCode, SnapshotError
+from proofs import control
+from proofs import encoding as enc
+from proofs.build import (
+    BuiltSnapshot,
+    Liabilities,
+    PreparedSnapshot,
+    ServiceSigner,
+    prepare_snapshot,
+    sign_snapshot,
+)
+from proofs.errors import PorInputError, ReasonCode
+from proofs.rows import Row, read_custody_csv
+from proofs.snapshot import CustodyEntry
+
+LiabilityRows = Iterable[Row | tuple[str, str, int]]
+LiabilitySource = LiabilityRows | Callable[[], LiabilityRows]
+ChallengeSigner = Callable[[str, bytes], tuple[str, bytes, bytes]]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CustodyKey:
+    """A custody key whose control the snapshot proves, with what it holds per asset."""
+
+    key_id: str
+    balances: Mapping[str, int] = field(default_factory=dict)
+    address: str | None = None
+
+
+def timestamp(when: dt.datetime) -> str:
+    """``YYYY-MM-DDTHH:MM:SSZ`` in UTC, the format's only time form."""
+    return when.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def new_snapshot_id(cutoff: str) -> str:
+    """``por-<cutoff>-<random>``: sorts by cut-off, never collides with a rerun."""
+    return f"por-{cutoff.replace('-', '').replace(':', '')}-{secrets.token_hex(4)}"
+
+
+def load_liabilities(source: LiabilitySource, tenants: Collection[str]) -> Liabilities:
+    """Read and check every row, including that each customer belongs to a tenant."""
+    rows = source() if callable(source) else source
+
+    def checked() -> Iterator[Row | tuple[str, str, int]]:
+        for i, row in enumerate(rows, start=1):
+            cid = row.name if isinstance(row, Row) else row[0] if isinstance(row, tuple) else None
+            if isinstance(cid, str):
+                problem = namespace_problem(cid, tenants)
+                if problem is not None:
+                    where = row.where if isinstance(row, Row) else f"row {i}"
+                    raise SnapshotError(SnapshotCode.CUSTOMER_NAMESPACE, f"{where}: {problem}")
+            yield row
+
+    return Liabilities.from_rows(checked())
+
+
+def custody_keys_from_csv(path: str | Path) -> list[CustodyKey]:
+    """Custody keys and balances from ``key_id,[address,]asset,amount`` (:mod:`proofs.rows`)."""
+    return [
+        CustodyKey(key_id=key_id, balances=balances, address=address)
+        for key_id, (address, balances) in read_custody_csv(path).items()
+    ]
+
+
+def _check_custody(custody: Sequence[CustodyKey], assets: Sequence[str]) -> None:
+    seen: set[str] = set()
+    for key in custody:
+        if key.key_id in seen:
+            raise PorInputError(ReasonCode.DUPLICATE_KEY, f"custody key {key.key_id} listed twice")
+        seen.add(key.key_id)
+        unknown = sorted(set(key.balances) - set(assets))
+        if unknown:
+            raise PorInputError(
+                ReasonCode.UNKNOWN_ASSET,
+                f"custody key {key.key_id} holds {unknown}, which no customer is owed",
+            )
+        for asset, amount in key.balances.items():
+            if isinstance(amount, bool) or not 0 <= amount < enc.U64_LIMIT:
+                raise PorInputError(
+                    ReasonCode.BALANCE_RANGE, f"custody key {key.key_id} {asset}: {amount}"
+                )
+
+
+def _control_entries(
+    prepared: PreparedSnapshot, custody: Sequence[CustodyKey], sign_challenge: ChallengeSigner
+) -> list[CustodyEntry]:
+    entries = []
+    public_keys: set[bytes] = set()
+    for key in custody:
+        scheme, public_key, signature = sign_challenge(key.key_id, prepared.challenge)
+        if not control.verify_signature(scheme, public_key, prepared.challenge, signature):
+            raise SnapshotError(
+                SnapshotCode.CONTROL_SIGNATURE_INVALID,
+                f"the {scheme} signature of custody key {key.key_id} does not verify",
+            )
+        if public_key in public_keys:
+            raise PorInputError(
+                ReasonCode.DUPLICATE_KEY, f"custody key {key.key_id} repeats a public key"
+            )
+        public_keys.add(public_key)
+        entries.append(
+            prepared.custody_entry(
+                key_id=key.key_id,
+                scheme=scheme,
+                public_key=public_key,
+                signature=signature,
+                balances=key.balances,
+                address=key.address,
+            )
+        )
+    return entries
+
+
+def take_snapshot(
+    liabilities: Liabilities,
+    *,
+    custody: Sequence[CustodyKey],
+    sign_challenge: ChallengeSigner,
+    service: ServiceSigner,
+    cutoff: str,
+    snapshot_id: str | None = None,
+    now: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
+    random_bytes: Callable[[int], bytes] = os.urandom,
+) -> BuiltSnapshot:
+    """Build the tree, have every custody key sign the challenge, sign the snapshot.
+
+    Salts are fresh random bytes per customer (``random_bytes``) and stay in the
+    returned :class:`~proofs.build.BuiltSnapshot`; the store keeps them so that
+    proofs can be issued again later.
+    """
+    _check_custody(custody, liabilities.assets)
+    prepared = prepare_snapshot(
+        liabilities,
+        snapshot_id=snapshot_id or new_snapshot_id(cutoff),
+        cutoff=cutoff,
+        created_at=timestamp(now()),
+        random_bytes=random_bytes,
+    )
+    entries = _control_entries(prepared, custody, sign_challenge)
+    return sign_snapshot(prepared, entries, service)
+
+
+class ClusterChallengeSigner:
+    """``sign_challenge`` through the custody API, as the client's tenant.
+
+    The request id is derived from the key and the challenge, so a retried
+    snapshot asks for the same signature (AIP-155 idempotency) and a new snapshot
+    can never be answered with an old signature. For a ``message`` payload the
+    service signs exactly what the format specifies: Ed25519 and BIP340 sign the
+    32-byte challenge, ECDSA signs its SHA-256 (``custody.v1`` proto).
+    """
+
+    def __init__(self, client: CustodyClient, *, timeout: float = 60.0) -> None:
+        self.client = client
+        self.timeout = timeout
+
+    def check_keys(self, key_ids: Iterable[str]) -> None:
+        """Fail early, before any tree is built, if a custody key is unknown."""
+        for key_id in key_ids:
+            self._key(key_id)
+
+    def _key(self, key_id: str) -> tuple[str, bytes]:
+        try:
+            key = self.client.get_key(key_id)
+        except grpc.RpcError as exc:
+            raise _rpc_failure(key_id, exc) from None
+        scheme = SCHEME_NAMES.get(key.scheme)
+        if scheme not in control.SCHEMES:
+            raise SnapshotError(SnapshotCode.UNKNOWN_KEY, f"{key_id}: unsupported scheme")
+        return scheme, bytes(key.public_key)
+
+    def __call__(self, key_id: str, challenge: bytes) -> tuple[str, bytes, bytes]:
+        scheme, public_key = self._key(key_id)
+        digest = hashlib.sha256(b"custody-por/v1/request\0" + key_id.encode() + b"\0" + challenge)
+        try:
+            result = self.client.sign(
+                key_id,
+                message=challenge,
+                request_id=f"por-{digest.hexdigest()[:48]}",
+                timeout=self.timeout,
+            )
+        except OperationFailed as exc:
+            raise SnapshotError(SnapshotCode.SIGNING_FAILED, f"{key_id}: {exc}") from None
+        except grpc.RpcError as exc:
+            raise _rpc_failure(key_id, exc) from None
+        return scheme, public_key, bytes(result.signature)
+
+
+def _rpc_failure(key_id: str, exc: grpc.RpcError) -> SnapshotError:
+    from signer_nodes.grpc_errors import reason_of
+
+    reason = reason_of(exc) or exc.code().name
+    if reason == "KEY_NOT_FOUND":
+        return SnapshotError(SnapshotCode.UNKNOWN_KEY, f"the cluster has no key {key_id}")
+    return SnapshotError(SnapshotCode.SIGNING_FAILED, f"{key_id}: {reason}: {exc.details()}")
