@@ -8,13 +8,16 @@ google.rpc.Status with an ErrorInfo reason (see docs/errors.md).
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import TypeVar
 
 import grpc
+import structlog
 from google.protobuf.message import Message
 from google.protobuf.unknown_fields import UnknownFieldSet
 
+from custody import metrics
 from custody._pb.custody.v1 import custody_pb2 as pb
 from custody._pb.custody.v1 import custody_pb2_grpc
 from custody.coordinator.engine import Coordinator, SignInput
@@ -88,9 +91,37 @@ class CustodyServicer(custody_pb2_grpc.CustodyServiceServicer):
         return tenant
 
     def _run(self, context: grpc.ServicerContext, fn: Callable[[str], T], request: Message) -> T:
+        method = type(request).__name__.removesuffix("Request")
+        started = time.perf_counter()
+        outcome = ["OK"]
+        try:
+            with structlog.contextvars.bound_contextvars(
+                method=method, request_id=getattr(request, "request_id", None) or None
+            ):
+                return self._run_inner(context, fn, request, outcome)
+        except Exception:
+            if outcome[0] == "OK":
+                outcome[0] = "INTERNAL"
+            raise
+        finally:
+            structlog.contextvars.unbind_contextvars("tenant")
+            metrics.API_REQUESTS.labels(method, outcome[0]).inc()
+            metrics.API_LATENCY.labels(method).observe(time.perf_counter() - started)
+
+    def _run_inner(
+        self,
+        context: grpc.ServicerContext,
+        fn: Callable[[str], T],
+        request: Message,
+        outcome: list[str],
+    ) -> T:
+        outcome[0] = "NOT_A_TENANT"
         tenant = self._tenant(context)
+        outcome[0] = "OK"
+        structlog.contextvars.bind_contextvars(tenant=tenant)
         if len(UnknownFieldSet(request)):
             # A field this server does not know could carry intent it would ignore.
+            outcome[0] = "UNKNOWN_FIELD"
             abort(
                 context,
                 ServiceError(
@@ -102,6 +133,7 @@ class CustodyServicer(custody_pb2_grpc.CustodyServiceServicer):
         try:
             return fn(tenant)
         except ServiceError as err:
+            outcome[0] = err.reason
             abort(context, err)
 
     def _operation(self, op: OperationRow, tenant: str) -> pb.Operation:

@@ -51,6 +51,8 @@ class ClusterConfig:
     nonce_pool_target: int = 16
     # DKLs23 presignatures kept ready per key and per preferred signer set.
     presignature_pool_target: int = 8
+    # host:port of the coordinator's Prometheus exporter (plain HTTP); None: not served.
+    metrics_address: str | None = None
 
     # -- paths ---------------------------------------------------------------
 
@@ -96,7 +98,8 @@ class ClusterConfig:
         return {
             "format": FORMAT,
             "threshold": self.threshold,
-            "coordinator": {"address": self.coordinator_address},
+            "coordinator": {"address": self.coordinator_address}
+            | ({"metrics_address": self.metrics_address} if self.metrics_address else {}),
             "nonce_pool_target": self.nonce_pool_target,
             "presignature_pool_target": self.presignature_pool_target,
             "nodes": [
@@ -149,6 +152,7 @@ class ClusterConfig:
                 tenants=tuple(str(t) for t in raw["tenants"]),
                 nonce_pool_target=int(raw.get("nonce_pool_target", 16)),
                 presignature_pool_target=int(raw.get("presignature_pool_target", 8)),
+                metrics_address=raw["coordinator"].get("metrics_address"),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ConfigError(f"{path}: missing or malformed field ({exc})") from None

@@ -8,6 +8,7 @@ drives the signer nodes with its own client certificate.
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 import threading
@@ -16,6 +17,7 @@ from concurrent import futures
 import grpc
 import structlog
 
+from custody import metrics
 from custody._pb.custody.v1 import custody_pb2, custody_pb2_grpc
 from custody.api import CustodyServicer
 from custody.config import ClusterConfig
@@ -61,6 +63,10 @@ def main(argv: list[str] | None = None) -> int:
     server, coordinator, port = build_server(config)
     server.start()
     coordinator.resume()
+    coordinator.start_health_monitor()
+    metrics_address = config.metrics_address or os.environ.get("CUSTODY_METRICS_ADDRESS")
+    if metrics_address:
+        log.info("metrics_serving", address=metrics_address, port=metrics.serve(metrics_address))
     log.info("coordinator_serving", address=config.coordinator_address, port=port)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())

@@ -23,6 +23,7 @@ import grpc
 import structlog
 from sqlalchemy import select
 
+from custody import metrics
 from custody._pb.custody.node.v1 import node_pb2
 from custody.config import ClusterConfig
 from custody.coordinator.nodes import RPC_TIMEOUT, NodeClients
@@ -114,8 +115,10 @@ class Coordinator:
         self._request_locks: dict[tuple[str, str], threading.Lock] = defaultdict(threading.Lock)
         self._locks_guard = threading.Lock()
         self._packages: dict[tuple[str, bytes, str], PublicKeyPackage] = {}
+        self._stopping = threading.Event()
 
     def close(self) -> None:
+        self._stopping.set()
         self.background.shutdown(wait=False, cancel_futures=True)
         self.pool.shutdown(wait=False, cancel_futures=True)
 
@@ -238,6 +241,7 @@ class Coordinator:
             if aborted:
                 culprits = sorted({c for u in aborted.values() for c in u.culprits})
                 codes = sorted({u.error_code for u in aborted.values()})
+                metrics.record_aborts("dkg", culprits)
                 raise ServiceError(
                     grpc.StatusCode.ABORTED,
                     "DKG_ABORTED",
@@ -319,6 +323,9 @@ class Coordinator:
                             commitments=n.commitments,
                         )
                     )
+            metrics.POOL_LEVEL.labels(key_id, "nonce", f"node-{node_id}").set(
+                self.store.pool_level(key_id, node_id)
+            )
 
     def get_key(self, tenant: str, key_id: str) -> KeyRow:
         with self.store.transaction() as s:
@@ -493,6 +500,7 @@ class Coordinator:
             culprits = sorted({c for u in aborted for c in u.culprits})
             codes = sorted({u.error_code for u in aborted})
             log.warning("presign_aborted", key_id=key_id, codes=codes, culprits=culprits)
+            metrics.record_aborts("dkls23-presign", culprits)
             raise ServiceError(
                 grpc.StatusCode.ABORTED,
                 "PRESIGN_ABORTED",
@@ -506,6 +514,7 @@ class Coordinator:
         public = publics.pop()
         presignature_id = "ps_" + session_id.hex()
         self.store.add_presignature(presignature_id, key_id, signer_set(signers), public)
+        metrics.POOL_LEVEL.labels(key_id, "presignature", signer_set(signers)).inc()
         return presignature_id, public
 
     def fill_presignatures(self, key_id: str, reachable: set[int]) -> None:
@@ -533,9 +542,27 @@ class Coordinator:
     # -- signing ----------------------------------------------------------------
 
     def _sign(self, row: SignatureRequestRow, key: KeyRow) -> SignatureRequestRow:
-        if key.scheme == ECDSA:
-            return self._sign_ecdsa(row, key)
-        return self._sign_frost(row, key)
+        started = time.perf_counter()
+        with structlog.contextvars.bound_contextvars(request_id=row.request_id, key_id=key.key_id):
+            sign = self._sign_ecdsa if key.scheme == ECDSA else self._sign_frost
+            done = sign(row, key)
+        metrics.SIGNATURES.labels(key.scheme, done.state).inc()
+        metrics.SIGNING_LATENCY.labels(key.scheme).observe(time.perf_counter() - started)
+        return done
+
+    def start_health_monitor(self, interval: float = 5.0) -> None:
+        """Probe every node with GetInfo and publish custody_node_up."""
+
+        def loop() -> None:
+            while not self._stopping.wait(interval):
+                for n in self.config.nodes:
+                    try:
+                        self.clients.stub(n.node_id).GetInfo(node_pb2.GetInfoRequest(), timeout=2.0)
+                        metrics.NODE_UP.labels(n.name).set(1)
+                    except grpc.RpcError:
+                        metrics.NODE_UP.labels(n.name).set(0)
+
+        threading.Thread(target=loop, name="node-health", daemon=True).start()
 
     def _sign_ecdsa(self, row: SignatureRequestRow, key: KeyRow) -> SignatureRequestRow:
         """DKLs23: a pool presignature (or one made now) whose signers are all
@@ -649,6 +676,7 @@ class Coordinator:
                 log.warning(
                     "ecdsa_signature_aborted", request_id=row.request_id, signers=list(signers)
                 )
+                metrics.record_aborts("dkls23-sign", sorted(getattr(exc, "culprits", ())))
                 continue
             log.info(
                 "signature_created",
@@ -672,9 +700,9 @@ class Coordinator:
     def _maybe_refill_presignatures(
         self, key_id: str, threshold: int, signers: tuple[int, ...]
     ) -> None:
-        if self.store.presignature_levels(key_id).get(signer_set(signers), 0) < max(
-            1, self.config.presignature_pool_target // 2
-        ):
+        level = self.store.presignature_levels(key_id).get(signer_set(signers), 0)
+        metrics.POOL_LEVEL.labels(key_id, "presignature", signer_set(signers)).set(level)
+        if level < max(1, self.config.presignature_pool_target // 2):
             self.background.submit(self.fill_presignatures, key_id, set(signers))
 
     def _sign_frost(self, row: SignatureRequestRow, key: KeyRow) -> SignatureRequestRow:
@@ -765,6 +793,7 @@ class Coordinator:
                     request_id=row.request_id,
                     culprits=sorted(exc.culprits),
                 )
+                metrics.record_aborts("frost-sign", sorted(exc.culprits))
                 continue
             pk = suite.serialize_public_key(derived_public.group_public_key)
             log.info(
@@ -785,16 +814,22 @@ class Coordinator:
 
     def _maybe_refill(self, key_id: str, node_ids: list[int]) -> None:
         """Refill in the background once a pool falls below half its target."""
-        low = [
-            i
-            for i in node_ids
-            if self.store.pool_level(key_id, i) < self.config.nonce_pool_target // 2
-        ]
+        levels = self.store.pool_levels(key_id)
+        for i in node_ids:
+            metrics.POOL_LEVEL.labels(key_id, "nonce", f"node-{i}").set(levels.get(i, 0))
+        low = [i for i in node_ids if levels.get(i, 0) < self.config.nonce_pool_target // 2]
         if low:
             self.background.submit(self.fill_pools, key_id, low)
 
     def _sign_share(self, node_id: int, request: node_pb2.SignShareRequest) -> bytes:
-        response = self.clients.stub(node_id).SignShare(request, timeout=15.0)
+        name = f"node-{node_id}"
+        try:
+            response = self.clients.stub(node_id).SignShare(request, timeout=15.0)
+        except grpc.RpcError as exc:
+            if exc.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+                metrics.NODE_UP.labels(name).set(0)
+            raise
+        metrics.NODE_UP.labels(name).set(1)
         return bytes(response.signature_share)
 
     def resume(self) -> None:

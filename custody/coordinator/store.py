@@ -133,6 +133,16 @@ class CoordinatorStore(TransactionalStore):
             ).scalar_one()
             return int(count)
 
+    def pool_levels(self, key_id: str) -> dict[int, int]:
+        """Unused nonce entries of ``key_id`` per node, in one query."""
+        with self.transaction() as s:
+            rows = s.execute(
+                select(PoolNonceRow.node_id, func.count())
+                .where(PoolNonceRow.key_id == key_id, PoolNonceRow.state == "unused")
+                .group_by(PoolNonceRow.node_id)
+            ).all()
+            return {int(node): int(n) for node, n in rows}
+
     def begin_attempt(
         self,
         tenant: str,

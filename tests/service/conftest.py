@@ -17,7 +17,7 @@ import pytest
 from custody.client import CustodyClient
 from custody.cluster import Cluster
 from custody.config import ClusterConfig
-from custody.init import init_cluster
+from custody.init import free_port, init_cluster
 
 TENANTS = ("acme", "globex")
 
@@ -45,6 +45,8 @@ class RunningCluster:
     def __init__(self, root: Path) -> None:
         self.config = init_cluster(root, 3, 2, TENANTS)
         self.env = _postgres_env(self.config)
+        self.metrics_address = f"127.0.0.1:{free_port()}"
+        self.env["CUSTODY_METRICS_ADDRESS"] = self.metrics_address
         os.environ.update(self.env)  # so tests reading databases see the same URLs
         self.cluster = Cluster(self.config, env=self.env)
 
