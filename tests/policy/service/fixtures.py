@@ -45,3 +45,13 @@ def genesis_pin() -> GenesisPin:
 
 def next_version(parent: PolicyVersion, document: bytes) -> PolicyVersion:
     return PolicyVersion(parent.number + 1, parent.version_id, document)
+
+
+class FakeClock:
+    """A settable clock (unix seconds) injected into the stores."""
+
+    def __init__(self, now: int) -> None:
+        self.now = now
+
+    def __call__(self) -> int:
+        return self.now
