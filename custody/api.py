@@ -142,6 +142,9 @@ class CustodyServicer(custody_pb2_grpc.CustodyServiceServicer):
             done=op.state != "RUNNING",
             error_code=op.error_code or "",
             error_message=op.error_message or "",
+            stage=op.stage,
+            progress_done=op.progress_done,
+            progress_total=op.progress_total,
         )
         if op.key_id:
             out.key.CopyFrom(key_message(self.coordinator.get_key(tenant, op.key_id)))

@@ -11,6 +11,14 @@ from typing import Any
 import grpc
 import typer
 from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
 from rich.table import Table
 
 from custody.config import ConfigError
@@ -118,8 +126,30 @@ def key_create(
         fail("INVALID_ARGUMENT", f"--scheme must be one of {', '.join(SCHEMES)}", 2)
     with _client(data_dir) as client:
         try:
-            with console.status(f"distributed key generation ({scheme})"):
-                key = client.create_key(scheme)
+            with Progress(
+                SpinnerColumn(),
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                console=console,
+                transient=as_json,
+            ) as bar:
+                keygen = bar.add_task(f"distributed key generation ({scheme})", total=1)
+                pools = bar.add_task("signing pools (nonces / presignatures)", total=None)
+
+                def show(op: Any) -> None:
+                    if op.stage == "pools":
+                        bar.update(keygen, completed=1)
+                        bar.update(
+                            pools, completed=op.progress_done, total=op.progress_total or None
+                        )
+
+                key = client.create_key(scheme, progress=show)
+                bar.update(keygen, completed=1)
+                bar.update(
+                    pools, completed=bar.tasks[pools].total or 1, total=bar.tasks[pools].total or 1
+                )
         except grpc.RpcError as exc:
             _rpc_error(exc)
         except OperationFailed as exc:

@@ -7,7 +7,9 @@ result = client.sign(key.key_id, message=b"hello")
 
 from __future__ import annotations
 
+import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -60,12 +62,31 @@ class CustodyClient:
     def __exit__(self, *exc: Any) -> None:
         self.close()
 
-    def create_key(self, scheme: str, *, timeout: float = 60.0, request_id: str = "") -> pb.Key:
+    def create_key(
+        self,
+        scheme: str,
+        *,
+        timeout: float = 60.0,
+        request_id: str = "",
+        progress: Callable[[pb.Operation], None] | None = None,
+    ) -> pb.Key:
+        """Create a key and wait for it. ``progress`` (if given) sees the running
+        operation (stage, progress_done/progress_total) every 100 ms."""
         op = self.stub.CreateKey(pb.CreateKeyRequest(scheme=SCHEMES[scheme], request_id=request_id))
+        deadline = time.monotonic() + timeout
         while not op.done:
+            if progress is not None:
+                progress(op)
+                if time.monotonic() > deadline:
+                    break
+                time.sleep(0.1)
+                op = self.stub.GetOperation(pb.GetOperationRequest(name=op.name))
+                continue
             op = self.stub.WaitOperation(
                 pb.WaitOperationRequest(name=op.name, timeout_seconds=timeout), timeout=timeout + 5
             )
+        if not op.done:
+            raise OperationFailed("TIMEOUT", f"key generation did not finish in {timeout} s")
         if op.error_code:
             raise OperationFailed(op.error_code, op.error_message)
         key: pb.Key = op.key

@@ -270,13 +270,13 @@ class Coordinator:
                     )
                 )
             log.info("key_created", key_id=key_id, tenant=tenant, scheme=scheme)
-            if scheme == ECDSA:
-                # The key is usable now (a first signature presigns on demand); pools fill behind.
-                self._finish_operation(operation_id, state="DONE", key_id=key_id)
-                self.fill_pools(key_id, node_ids)
-            else:
-                self.fill_pools(key_id, node_ids)
-                self._finish_operation(operation_id, state="DONE", key_id=key_id)
+            self._finish_operation(operation_id, stage="pools")
+
+            def progress(done: int, total: int) -> None:
+                self._finish_operation(operation_id, progress_done=done, progress_total=total)
+
+            self.fill_pools(key_id, node_ids, progress=progress)
+            self._finish_operation(operation_id, state="DONE", key_id=key_id)
         except ServiceError as err:
             log.warning("key_generation_failed", operation_id=operation_id, reason=err.reason)
             self._finish_operation(
@@ -295,14 +295,23 @@ class Coordinator:
                 operation_id, state="FAILED", error_code="INTERNAL", error_message="internal error"
             )
 
-    def fill_pools(self, key_id: str, node_ids: Iterable[int]) -> None:
+    def fill_pools(
+        self,
+        key_id: str,
+        node_ids: Iterable[int],
+        progress: Callable[[int, int], None] | None = None,
+    ) -> None:
         """Bring the key's pools up to target: FROST nonces per node, or DKLs23
-        presignatures per preferred signer set that lies within ``node_ids``."""
+        presignatures per preferred signer set that lies within ``node_ids``.
+        ``progress(done, total)`` is called as entries are prepared."""
         if self._scheme_of(key_id) == ECDSA:
-            self.fill_presignatures(key_id, set(node_ids))
+            self.fill_presignatures(key_id, set(node_ids), progress)
             return
         target = self.config.nonce_pool_target
-        for node_id in node_ids:
+        node_ids = list(node_ids)
+        for done, node_id in enumerate(node_ids):
+            if progress is not None:
+                progress(done, len(node_ids))
             missing = target - self.store.pool_level(key_id, node_id)
             if missing <= 0:
                 continue
@@ -517,19 +526,31 @@ class Coordinator:
         metrics.POOL_LEVEL.labels(key_id, "presignature", signer_set(signers)).inc()
         return presignature_id, public
 
-    def fill_presignatures(self, key_id: str, reachable: set[int]) -> None:
+    def fill_presignatures(
+        self,
+        key_id: str,
+        reachable: set[int],
+        progress: Callable[[int, int], None] | None = None,
+    ) -> None:
         key = self._key_row(key_id)
         levels = self.store.presignature_levels(key_id)
         target = self.config.presignature_pool_target
-        for signers in self.signer_sets(key.threshold):
-            if not set(signers) <= reachable:
-                continue
-            for _ in range(target - levels.get(signer_set(signers), 0)):
+        work = [
+            (signers, target - levels.get(signer_set(signers), 0))
+            for signers in self.signer_sets(key.threshold)
+            if set(signers) <= reachable
+        ]
+        total, done = sum(max(0, m) for _, m in work), 0
+        for signers, missing in work:
+            for _ in range(missing):
+                if progress is not None:
+                    progress(done, total)
                 try:
                     self.presign(key_id, signers)
                 except (NodeCallFailed, ServiceError) as exc:
                     log.warning("presignature_refill_failed", key_id=key_id, error=str(exc))
                     break
+                done += 1
 
     def _key_row(self, key_id: str) -> KeyRow:
         with self.store.transaction() as s:

@@ -124,12 +124,21 @@ class Operation(google.protobuf.message.Message):
     KEY_FIELD_NUMBER: builtins.int
     ERROR_CODE_FIELD_NUMBER: builtins.int
     ERROR_MESSAGE_FIELD_NUMBER: builtins.int
+    STAGE_FIELD_NUMBER: builtins.int
+    PROGRESS_DONE_FIELD_NUMBER: builtins.int
+    PROGRESS_TOTAL_FIELD_NUMBER: builtins.int
     name: builtins.str
     """operations/{id}"""
     done: builtins.bool
     error_code: builtins.str
     """stable reason when failed"""
     error_message: builtins.str
+    stage: builtins.str
+    """While running: "keygen" (distributed key generation), then "pools" (nonces or
+    presignatures prepared so the first signatures need no extra round); progress of the stage.
+    """
+    progress_done: builtins.int
+    progress_total: builtins.int
     @property
     def key(self) -> Global___Key:
         """result of CreateKey"""
@@ -142,9 +151,12 @@ class Operation(google.protobuf.message.Message):
         key: Global___Key | None = ...,
         error_code: builtins.str = ...,
         error_message: builtins.str = ...,
+        stage: builtins.str = ...,
+        progress_done: builtins.int = ...,
+        progress_total: builtins.int = ...,
     ) -> None: ...
     def HasField(self, field_name: typing.Literal["key", b"key"]) -> builtins.bool: ...
-    def ClearField(self, field_name: typing.Literal["done", b"done", "error_code", b"error_code", "error_message", b"error_message", "key", b"key", "name", b"name"]) -> None: ...
+    def ClearField(self, field_name: typing.Literal["done", b"done", "error_code", b"error_code", "error_message", b"error_message", "key", b"key", "name", b"name", "progress_done", b"progress_done", "progress_total", b"progress_total", "stage", b"stage"]) -> None: ...
 
 Global___Operation: typing_extensions.TypeAlias = Operation
 
