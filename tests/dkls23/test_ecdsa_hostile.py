@@ -316,10 +316,53 @@ def test_inconsistent_nonce_commitments_caught_by_echo_and_named() -> None:
     }
     res = run_protocol(parties)
     assert not res.outputs
+    named = set()
     for pid in (1, 3):
         err = res.aborted[pid]
-        assert isinstance(err, EquivocationError) and EVIL in err.culprits, err
-        assert pid not in err.culprits
+        assert isinstance(err, EquivocationError), err
+        assert err.culprits <= {EVIL}, err  # never an honest party
+        named |= err.culprits
+    # party 1 got an instance point that contradicts EVIL's own echo: provable;
+    # party 3 only sees party 1's echo disagree about EVIL: abort only
+    assert named == {EVIL}
+
+
+def _lying_echo(about: int) -> Tamper:
+    """EVIL reports, in its round-3 echo, a different digest for ``about``."""
+
+    def edit(payload: bytes, rcpt: int) -> bytes:
+        r = Reader(payload)
+        digests = [r.fixed(32) for _ in range(r.u16())]
+        k = SIGNERS.index(about)
+        digests[k] = hashlib.sha256(digests[k]).digest()
+        w = Writer().u16(len(digests))
+        for d in digests:
+            w.fixed(d)
+        return bytes(w)
+
+    return _on_round(3, edit)
+
+
+def test_lying_echo_cannot_frame_an_honest_signer() -> None:
+    """A false echo about honest party 1's values: party 1 knows what it sent
+    and names the liar; party 3 cannot tell a lie from an equivocation by 1
+    and names no one (the old echo check named party 1, an honest party)."""
+    shares = cached_keygen(2, 3)
+    res = run_presign(shares, SIGNERS, tamper={EVIL: _lying_echo(1)})
+    assert set(res.outputs) <= {EVIL}
+    assert isinstance(res.aborted[1], EquivocationError)
+    assert res.aborted[1].culprits == {EVIL}
+    assert isinstance(res.aborted[3], EquivocationError)
+    assert not res.aborted[3].culprits
+
+
+def test_echo_contradicting_its_own_values_names_the_sender() -> None:
+    shares = cached_keygen(2, 3)
+    res = run_presign(shares, SIGNERS, tamper={EVIL: _lying_echo(EVIL)})
+    assert set(res.outputs) <= {EVIL}
+    for pid in (1, 3):
+        assert isinstance(res.aborted[pid], EquivocationError)
+        assert res.aborted[pid].culprits == {EVIL}
 
 
 def test_wrong_psi_only_aborts_at_the_final_step() -> None:

@@ -162,7 +162,35 @@ def test_dealer_equivocation_is_caught_by_the_echo() -> None:
     res = _reshare(old, (1, 2), (1, 2, 3, 4), 3, tamper={2: _dealer_tamper(1, change)})
     assert evil_commitment
     assert all(res.outputs.get(p) is None for p in (1, 3, 4))
-    named = [
-        e for e in res.aborted.values() if isinstance(e, EquivocationError | InvalidShareError)
+    errors = [  # the honest parties' view (the equivocating dealer 2 runs honest code)
+        e
+        for p, e in res.aborted.items()
+        if p != 2 and isinstance(e, EquivocationError | InvalidShareError)
     ]
-    assert named and all(e.culprits == {2} for e in named)
+    assert errors and all(e.culprits <= {2} for e in errors)  # no honest party named
+    assert any(e.culprits == {2} for e in errors)
+
+
+def test_lying_echo_cannot_frame_an_honest_dealer() -> None:
+    """New party 4 (not a dealer) sends round-3 echoes with a false digest for
+    dealer 1's commitment.  Dealer 1 knows what it broadcast and names 4; the
+    other new parties cannot tell whether 1 equivocated or 4 lies and name no
+    one.  The old check named dealer 1, an honest party."""
+    old = run_keygen(2, 3)
+
+    def lie(env: Envelope, rcpt: int) -> list[Envelope]:
+        if env.round != 3:
+            return [env]
+        r = Reader(env.payload)
+        echo = [r.fixed(32) for _ in range(r.u16())]
+        rest = env.payload[2 + 32 * len(echo) :]
+        echo[0] = hashlib.sha256(echo[0]).digest()  # dealer 1's entry
+        payload = len(echo).to_bytes(2, "big") + b"".join(echo) + rest
+        return [dataclasses.replace(env, payload=payload)]
+
+    res = _reshare(old, (1, 2), (1, 2, 3, 4), 3, tamper={4: lie})
+    assert all(res.outputs.get(p) is None for p in (1, 2, 3))
+    assert isinstance(res.aborted[1], EquivocationError) and res.aborted[1].culprits == {4}
+    for pid in (2, 3):
+        assert isinstance(res.aborted[pid], EquivocationError)
+        assert not res.aborted[pid].culprits

@@ -37,8 +37,10 @@ and computes (step 9) ``R = sum_j R_j``,
 so that ``sum u_i = r * phi`` and ``sum v_i = sk * phi``.
 Round 3 (broadcast; the echo check of the broadcast values ``R_j, pk_j``
 that reached each signer point to point): a digest per signer of the
-``(R_j, pk_j)`` the sender accepted.  A mismatch names the signer whose
-values were seen differently (:class:`EquivocationError`).  This round is
+``(R_j, pk_j)`` the sender accepted.  A mismatch raises
+:class:`EquivocationError` naming the echoing party when it contradicts its
+own values or ours, and nobody when it concerns a third party (who may have
+equivocated, or be framed by a lying echo: :mod:`.echo`).  This round is
 not in the paper (whose ``R_j`` are opened pairwise); it makes the honest
 signers agree on ``R`` before the presignature is stored, as the service's
 broadcast rule requires.
@@ -59,6 +61,7 @@ from signer_nodes.mpc.dkls23.context import (
     random_scalar,
     system_random,
 )
+from signer_nodes.mpc.dkls23.echo import check_echoes
 from signer_nodes.mpc.dkls23.keyshare import KeyShare
 from signer_nodes.mpc.dkls23.multiplication import (
     BobRound1State,
@@ -71,7 +74,6 @@ from signer_nodes.mpc.encoding import Reader, Writer
 from signer_nodes.mpc.errors import (
     Dkls23ConsistencyError,
     EncodingError,
-    EquivocationError,
     InvalidCommitmentError,
     LocalMisuseError,
     NonceReuseError,
@@ -499,13 +501,10 @@ class PresignParty(RoundBasedParty):
             r.finish()
             return out
 
-        for sender, env in messages.items():
-            theirs: tuple[bytes, ...] = decode_from(sender, parse, env.payload)
-            differing = [p for p, a, b in zip(self.signers, mine, theirs, strict=True) if a != b]
-            if differing:
-                raise EquivocationError(
-                    f"R_j / pk_j seen differently by party {sender} (echo check)", differing
-                )
+        echoes = {
+            sender: decode_from(sender, parse, env.payload) for sender, env in messages.items()
+        }
+        check_echoes(self.self_id, self.signers, mine, echoes, "R_j / pk_j")
         assert self._result is not None
         u, v, big_r = self._result
         public = PresignaturePublic(

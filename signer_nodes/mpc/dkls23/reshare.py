@@ -17,8 +17,8 @@ Round 3 (point to point, new party -> new party): the same echo and the
 pairwise setup of the new set (MR19 base OTs per ordered pair, F_Zero seed
 contributions; see :mod:`.keygen`).
 
-A new party checks every echo (:class:`EquivocationError` naming the dealer
-whose broadcast was seen differently), every share against its dealer's
+A new party checks every echo (:class:`EquivocationError`, naming the echoing
+party only when the mismatch is provable, see :mod:`.echo`), every share against its dealer's
 commitment (:class:`InvalidShareError` naming the dealer), and outputs
 ``p'(j) = sum_i f_i(j)`` with verifying shares ``Y'_k = sum_i C_i(k)``, the
 unchanged group key and chain code, and a new ``share_id``.  Old shares do
@@ -31,13 +31,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from signer_nodes.mpc.dkls23.context import RandomSource, random_scalar, system_random
+from signer_nodes.mpc.dkls23.echo import check_echoes
 from signer_nodes.mpc.dkls23.keygen import PairwiseSetup
 from signer_nodes.mpc.dkls23.keyshare import KeyShare, share_epoch_id
 from signer_nodes.mpc.encoding import Reader, Writer
 from signer_nodes.mpc.errors import (
     Dkls23ConsistencyError,
     EncodingError,
-    EquivocationError,
     InvalidCommitmentError,
     InvalidShareError,
     LocalMisuseError,
@@ -205,19 +205,17 @@ class ReshareParty(RoundBasedParty):
             self._finish(None)
         return out
 
-    def _check_echo(self, sender: int, echo: tuple[bytes, ...]) -> None:
-        differing = [d for d, a, b in zip(self.dealers, self._echo, echo, strict=True) if a != b]
-        if differing:
-            raise EquivocationError(
-                f"dealer broadcasts seen differently by party {sender} (echo check)", differing
-            )
+    def _decode_and_check_echoes(self, messages: dict[int, Envelope]) -> dict[int, bytes]:
+        """Every sender's echo checked (:mod:`.echo`); returns the payloads behind them."""
+        decoded = {s: decode_from(s, self._decode_echo, env.payload) for s, env in messages.items()}
+        echoes = {s: echo for s, (echo, _) in decoded.items()}
+        check_echoes(self.self_id, self.dealers, self._echo, echoes, "dealer commitments")
+        return {s: extra for s, (_, extra) in decoded.items()}
 
     def _on_round2(self, messages: dict[int, Envelope]) -> None:
         me = self.self_id
         shares: dict[int, int] = {}
-        for sender, env in messages.items():
-            echo, raw = decode_from(sender, self._decode_echo, env.payload)
-            self._check_echo(sender, echo)
+        for sender, raw in self._decode_and_check_echoes(messages).items():
             shares[sender] = decode_from(sender, SECP256K1.deserialize_scalar, raw)
         if self._coefficients:
             shares[me] = polynomial_evaluate(me, self._coefficients, Q)
@@ -234,9 +232,7 @@ class ReshareParty(RoundBasedParty):
 
     def _on_round3(self, messages: dict[int, Envelope]) -> None:
         assert self._pairwise is not None
-        for sender, env in messages.items():
-            echo, setup = decode_from(sender, self._decode_echo, env.payload)
-            self._check_echo(sender, echo)
+        for sender, setup in self._decode_and_check_echoes(messages).items():
             self._pairwise.finish(sender, setup)
         summed = [SECP256K1.identity] * self.new_threshold
         for c in self._commitments.values():
