@@ -316,7 +316,7 @@ def test_inconsistent_nonce_commitments_caught_by_echo_and_named() -> None:
     }
     res = run_protocol(parties)
     assert not res.outputs
-    named = set()
+    named: set[int] = set()
     for pid in (1, 3):
         err = res.aborted[pid]
         assert isinstance(err, EquivocationError), err
