@@ -24,9 +24,25 @@ from typing import Any
 import typer
 from rich.console import Console
 
+from custody.client import CustodyClient
 from custody.config import ClusterConfig, ConfigError
 from custody.por.errors import SnapshotCode, SnapshotError
-from custody.por.snapshot import LiabilitySource
+from custody.por.keys import default_key_path, ensure_snapshot_key
+from custody.por.publish import check_output_dir, publish
+from custody.por.snapshot import (
+    ClusterChallengeSigner,
+    CustodyKey,
+    LiabilitySource,
+    custody_keys_from_csv,
+    load_liabilities,
+    take_snapshot,
+    timestamp,
+)
+from custody.por.store import SnapshotStore
+from proofs import fields as f
+from proofs.build import BuiltSnapshot, Liabilities, ServiceSigner
+from proofs.errors import PorError, PorVerificationError
+from proofs.rows import read_liabilities_csv
 
 LedgerFactory = Callable[[ClusterConfig], LiabilitySource]
 _INPUT_CODES = {
@@ -59,9 +75,6 @@ def _fail(code: str, detail: str, exit_code: int, as_json: bool) -> None:
 
 
 def _parse_cutoff(text: str | None) -> str:
-    from custody.por.snapshot import timestamp
-    from proofs import fields as f
-
     if text is None:
         return timestamp(dt.datetime.now(dt.UTC))
     if not f.TIME_RE.fullmatch(text):
@@ -88,8 +101,6 @@ def make_por_app(ledger: LedgerFactory | None = None) -> typer.Typer:
         as_json: bool = JSON,
     ) -> None:
         """Take, sign and publish a snapshot; write snapshot.json and one proof per customer."""
-        from proofs.errors import PorError, PorVerificationError
-
         try:
             result = _snapshot(
                 data_dir,
@@ -125,8 +136,6 @@ def make_por_app(ledger: LedgerFactory | None = None) -> typer.Typer:
     @app.command("service-key")
     def service_key(data_dir: Path = DATA_DIR, as_json: bool = JSON) -> None:
         """Print the snapshot-signing public key that auditors pin (created if missing)."""
-        from custody.por.keys import default_key_path, ensure_snapshot_key
-
         try:
             config = ClusterConfig.load(data_dir)
             signer = ensure_snapshot_key(default_key_path(config.coordinator_dir))
@@ -151,19 +160,6 @@ def _snapshot(
     snapshot_id: str | None,
     ledger: LedgerFactory | None,
 ) -> dict[str, Any]:
-    from custody.client import CustodyClient
-    from custody.por.keys import default_key_path, ensure_snapshot_key
-    from custody.por.publish import check_output_dir, publish
-    from custody.por.snapshot import (
-        ClusterChallengeSigner,
-        CustodyKey,
-        custody_keys_from_csv,
-        load_liabilities,
-        take_snapshot,
-    )
-    from custody.por.store import SnapshotStore
-    from proofs.rows import read_liabilities_csv
-
     config = ClusterConfig.load(data_dir)
     if tenant is not None and tenant not in config.tenants:
         raise typer.BadParameter(f"no tenant {tenant!r} in this cluster", param_hint="--tenant")
@@ -181,20 +177,14 @@ def _snapshot(
     liabilities = load_liabilities(source, config.tenants)
     custody = custody_keys_from_csv(assets_csv) if assets_csv is not None else []
     custody += [CustodyKey(key_id=k) for k in zero_keys]
-    service = ensure_snapshot_key(default_key_path(config.coordinator_dir))
-    with CustodyClient.from_data_dir(config.data_dir, tenant) as client:
-        signer = ClusterChallengeSigner(client)
-        signer.check_keys(k.key_id for k in custody)
-        built = take_snapshot(
-            liabilities,
-            custody=custody,
-            sign_challenge=signer,
-            service=service,
-            cutoff=cutoff,
-            snapshot_id=snapshot_id,
-        )
     store = SnapshotStore(config.coordinator_database_url())
     try:
+        if snapshot_id is not None and store.get_snapshot(snapshot_id) is not None:
+            raise SnapshotError(
+                SnapshotCode.SNAPSHOT_EXISTS, f"snapshot {snapshot_id} is already published"
+            )
+        service = ensure_snapshot_key(default_key_path(config.coordinator_dir))
+        built = _sign(config, tenant, liabilities, custody, service, cutoff, snapshot_id)
         publish(built, store, out)
     finally:
         store.engine.dispose()
@@ -211,6 +201,28 @@ def _snapshot(
         "service_public_key": snap.service_public_key.hex(),
         "out": str(out),
     }
+
+
+def _sign(
+    config: ClusterConfig,
+    tenant: str | None,
+    liabilities: Liabilities,
+    custody: list[CustodyKey],
+    service: ServiceSigner,
+    cutoff: str,
+    snapshot_id: str | None,
+) -> BuiltSnapshot:
+    with CustodyClient.from_data_dir(config.data_dir, tenant) as client:
+        signer = ClusterChallengeSigner(client)
+        signer.check_keys(k.key_id for k in custody)
+        return take_snapshot(
+            liabilities,
+            custody=custody,
+            sign_challenge=signer,
+            service=service,
+            cutoff=cutoff,
+            snapshot_id=snapshot_id,
+        )
 
 
 por_app = make_por_app()
