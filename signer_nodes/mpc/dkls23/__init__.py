@@ -25,6 +25,11 @@ threshold ECDSA on top (Protocol 3.6)
     (``signature_share`` / ``combine`` / ``SignParty`` -> ``EcdsaSignature``),
     :mod:`.refresh` (``RefreshParty``), :mod:`.reshare` (``ReshareParty``);
     key material in :mod:`.keyshare` (``KeyShare``).
+
+after an abort
+    :func:`peers_to_exclude` (:mod:`.faults`): an OT-extension check failure
+    (``OT_CONSISTENCY``) obliges the node to refuse every later session of
+    the key with the named peer; no other abort does.
 """
 
 from signer_nodes.mpc.dkls23.base_ot import (
@@ -36,6 +41,7 @@ from signer_nodes.mpc.dkls23.base_ot import (
     base_ot_sender_round1,
 )
 from signer_nodes.mpc.dkls23.context import PairContext, RandomSource
+from signer_nodes.mpc.dkls23.faults import peers_to_exclude
 from signer_nodes.mpc.dkls23.keygen import KeygenParty
 from signer_nodes.mpc.dkls23.keyshare import KeyShare
 from signer_nodes.mpc.dkls23.multiplication import (
@@ -100,5 +106,6 @@ __all__ = [
     "gadget_vector",
     "ote_receiver_extend",
     "ote_sender_extend",
+    "peers_to_exclude",
     "signature_share",
 ]

@@ -36,8 +36,8 @@ What is detected where: every DKG deviation is caught and named by the DKG
 Malformed or foreign base-OT messages are named here.  Endemic OT does not
 guarantee correctness, so a base-OT *sender* (Bob) who sends inconsistent
 values is only detected at the pair's first OT extension, which names him
-(:class:`~signer_nodes.mpc.errors.OtConsistencyError`); the pair's setup must
-then be retired (refresh).  A base-OT *receiver* (Alice) who deviates only
+(:class:`~signer_nodes.mpc.errors.OtConsistencyError`); the node must then
+exclude him for good (:func:`~signer_nodes.mpc.dkls23.faults.peers_to_exclude`).  A base-OT *receiver* (Alice) who deviates only
 garbles her own seeds, which the pi_RVOLE check of the first multiplication
 names (:class:`~signer_nodes.mpc.errors.MultiplicationCheckError`).
 """

@@ -37,8 +37,10 @@ Notation (``LAMBDA_C`` base OTs, ``m' = XI + CHECK_BITS`` extended OTs):
    caller reuses a session id.
 
 A receiver who fails the check has deviated (or its base OTs did): the
-error names Bob, and the pair's setup must not be used again because each
-failed check can leak a bit of Delta.
+error names Bob.  Whether a corrupted column passes reveals the matching bit
+of Delta, so the node must refuse every later session with Bob
+(:func:`~signer_nodes.mpc.dkls23.faults.peers_to_exclude`); re-running the
+base OTs with him (a refresh) would only let him start over.
 """
 
 from __future__ import annotations

@@ -10,8 +10,10 @@ All current share holders run :class:`RefreshParty`, which is
   culprits as in the DKG); new shares are ``p(i) + sum_l f_l(i)``, the group
   key and the chain code are unchanged;
 * every ordered pair runs fresh MR19 base OTs and every pair a fresh F_Zero
-  seed, so the new setup shares nothing with the old one (this also retires a
-  pair setup after an :class:`~signer_nodes.mpc.errors.OtConsistencyError`);
+  seed, so the new setup shares nothing with the old one (but after an
+  :class:`~signer_nodes.mpc.errors.OtConsistencyError` a refresh is not
+  enough: the culprit takes part in it and can probe the new Delta; exclude
+  it and reshare without it, see :mod:`.faults`);
 * the new :class:`~signer_nodes.mpc.dkls23.keyshare.KeyShare` has a new
   ``share_id``: :func:`~signer_nodes.mpc.dkls23.sign.signature_share` refuses
   every presignature made before the refresh, and old shares neither
