@@ -40,10 +40,11 @@ from signer_nodes.mpc.dkls23.context import (
     FORMAT_VERSION,
     PairContext,
     RandomSource,
-    invalid,
+    parse_message,
     random_scalar,
     system_random,
 )
+from signer_nodes.mpc.dkls23.ot_extension import unpack_bits
 from signer_nodes.mpc.dkls23.params import BASE_OT_COUNT
 from signer_nodes.mpc.dkls23.setup import AliceSetup, BobSetup
 from signer_nodes.mpc.encoding import Reader, Writer
@@ -81,8 +82,12 @@ def _kdf(base: Transcript, index: int, z: bytes, shared: Element) -> bytes:
     return t.append(b"shared", shared.to_bytes()).digest(b"seed")
 
 
-def _bits(data: bytes, count: int) -> list[int]:
-    return [(data[i >> 3] >> (i & 7)) & 1 for i in range(count)]
+def _read_header(r: Reader) -> bytes:
+    """The binding tag and the OT count that both base-OT messages start with."""
+    tag = r.fixed(32)
+    if r.u16() != BASE_OT_COUNT:
+        raise EncodingError("wrong number of base OTs")
+    return tag
 
 
 def _read_points(r: Reader, count: int) -> list[Element]:
@@ -109,18 +114,12 @@ class BaseOtReceiverMessage:
 
     @classmethod
     def from_bytes(cls, data: bytes, *, sender: int) -> BaseOtReceiverMessage:
-        try:
-            r = Reader(data)
-            if r.u8() != FORMAT_VERSION:
-                raise EncodingError("unknown format version")
-            tag = r.fixed(32)
-            if r.u16() != BASE_OT_COUNT:
-                raise EncodingError("wrong number of base OTs")
+        def body(r: Reader) -> BaseOtReceiverMessage:
+            tag = _read_header(r)
             pts = _read_points(r, 2 * BASE_OT_COUNT)
-            r.finish()
             return cls(tag=tag, r0=tuple(pts[0::2]), r1=tuple(pts[1::2]))
-        except EncodingError as exc:
-            raise invalid(sender, f"base-OT receiver message: {exc}") from exc
+
+        return parse_message(data, sender, "base-OT receiver message", body)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -142,18 +141,11 @@ class BaseOtSenderMessage:
 
     @classmethod
     def from_bytes(cls, data: bytes, *, sender: int) -> BaseOtSenderMessage:
-        try:
-            r = Reader(data)
-            if r.u8() != FORMAT_VERSION:
-                raise EncodingError("unknown format version")
-            tag = r.fixed(32)
-            if r.u16() != BASE_OT_COUNT:
-                raise EncodingError("wrong number of base OTs")
-            z = _read_points(r, BASE_OT_COUNT)
-            r.finish()
-            return cls(tag=tag, z=tuple(z))
-        except EncodingError as exc:
-            raise invalid(sender, f"base-OT sender message: {exc}") from exc
+        def body(r: Reader) -> BaseOtSenderMessage:
+            tag = _read_header(r)
+            return cls(tag=tag, z=tuple(_read_points(r, BASE_OT_COUNT)))
+
+        return parse_message(data, sender, "base-OT sender message", body)
 
 
 class BaseOtReceiverState:
@@ -232,7 +224,7 @@ def base_ot_receiver_round1(
     Her uniformly random choice bits become the extension's Delta.
     """
     choices = rand(BASE_OT_COUNT // 8)
-    bits = _bits(choices, BASE_OT_COUNT)
+    bits = unpack_bits(choices, BASE_OT_COUNT).tolist()
     h2c = ctx.transcript(_H2C_DOMAIN)
     ts: list[int] = []
     r0: list[Element] = []

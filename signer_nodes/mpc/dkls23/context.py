@@ -15,8 +15,11 @@ from __future__ import annotations
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
+from signer_nodes.mpc.encoding import Reader
 from signer_nodes.mpc.errors import (
+    EncodingError,
     ForeignSessionError,
     InvalidMessageError,
     LocalMisuseError,
@@ -94,3 +97,28 @@ class PairContext:
 
 def invalid(sender: int, what: str) -> InvalidMessageError:
     return InvalidMessageError(what, [sender])
+
+
+T = TypeVar("T")
+
+
+def parse_message(data: bytes, sender: int, what: str, body: Callable[[Reader], T]) -> T:
+    """Decode one pairwise message: the version byte, ``body``, nothing left.
+
+    Every decoding failure becomes :class:`InvalidMessageError` naming
+    ``sender`` (the base-OT, OT-extension and pi_RVOLE messages share this).
+    """
+    try:
+        r = Reader(data)
+        if r.u8() != FORMAT_VERSION:
+            raise EncodingError("unknown format version")
+        out = body(r)
+        r.finish()
+        return out
+    except EncodingError as exc:
+        raise invalid(sender, f"{what}: {exc}") from exc
+
+
+def scalars_from_bytes(raw: bytes, width: int = 32) -> list[int]:
+    """Big-endian ``width``-byte integers (range checks are the caller's)."""
+    return [int.from_bytes(raw[o : o + width], "big") for o in range(0, len(raw), width)]

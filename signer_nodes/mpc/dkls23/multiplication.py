@@ -51,8 +51,9 @@ from signer_nodes.mpc.dkls23.context import (
     FORMAT_VERSION,
     PairContext,
     RandomSource,
-    invalid,
+    parse_message,
     random_scalar,
+    scalars_from_bytes,
     system_random,
 )
 from signer_nodes.mpc.dkls23.ot_extension import (
@@ -173,28 +174,21 @@ class MulRound2Message:
 
     @classmethod
     def from_bytes(cls, data: bytes, *, sender: int) -> MulRound2Message:
-        try:
-            r = Reader(data)
-            if r.u8() != FORMAT_VERSION:
-                raise EncodingError("unknown format version")
-            tag = r.fixed(32)
-            nonce = r.fixed(NONCE_BYTES)
+        def body(r: Reader) -> MulRound2Message:
+            tag, nonce = r.fixed(32), r.fixed(NONCE_BYTES)
             raw = r.fixed(XI * OT_WIDTH * _SCALAR)
-            eta_raw = r.fixed(RHO * _SCALAR)
-            mu = r.fixed(32)
-            r.finish()
-            a_tilde = [
-                int.from_bytes(raw[o : o + _SCALAR], "big") for o in range(0, len(raw), _SCALAR)
-            ]
-            eta = [
-                int.from_bytes(eta_raw[o : o + _SCALAR], "big")
-                for o in range(0, len(eta_raw), _SCALAR)
-            ]
-            out = cls(tag=tag, nonce=nonce, a_tilde=a_tilde, eta=eta, mu=mu)
+            eta = scalars_from_bytes(r.fixed(RHO * _SCALAR), _SCALAR)
+            out = cls(
+                tag=tag,
+                nonce=nonce,
+                a_tilde=scalars_from_bytes(raw, _SCALAR),
+                eta=eta,
+                mu=r.fixed(32),
+            )
             out._a_tilde_bytes = raw  # canonical: fixed width and range-checked
             return out
-        except EncodingError as exc:
-            raise invalid(sender, f"multiplication message: {exc}") from exc
+
+        return parse_message(data, sender, "multiplication message", body)
 
 
 class BobRound1State:

@@ -55,7 +55,7 @@ from signer_nodes.mpc.dkls23.context import (
     FORMAT_VERSION,
     PairContext,
     RandomSource,
-    invalid,
+    parse_message,
     system_random,
 )
 from signer_nodes.mpc.dkls23.params import (
@@ -254,21 +254,16 @@ class OtExtensionMessage:
 
     @classmethod
     def from_bytes(cls, data: bytes, *, sender: int) -> OtExtensionMessage:
-        try:
-            r = Reader(data)
-            if r.u8() != FORMAT_VERSION:
-                raise EncodingError("unknown format version")
-            out = cls(
+        def body(r: Reader) -> OtExtensionMessage:
+            return cls(
                 tag=r.fixed(32),
                 nonce=r.fixed(NONCE_BYTES),
                 u=r.fixed(BASE_OT_COUNT * COLUMN_BYTES),
                 x_check=r.fixed(_CHECK_BYTES),
                 t_check=r.fixed(BASE_OT_COUNT * _CHECK_BYTES),
             )
-            r.finish()
-            return out
-        except EncodingError as exc:
-            raise invalid(sender, f"OT-extension message: {exc}") from exc
+
+        return parse_message(data, sender, "OT-extension message", body)
 
 
 # ---------------------------------------------------------------- receiver
