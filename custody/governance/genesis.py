@@ -46,6 +46,7 @@ from policy.governance import PolicyVersion, SignedPolicyVersion, document_hash,
 from policy.request import valid_identifier
 from signer_nodes.node.policy_state import GENESIS_BUNDLE_FILE, GENESIS_HASH_FILE
 
+GOVERNANCE_DIR = "governance"  # under the cluster data dir
 OFFICERS = ("officer-1", "officer-2", "officer-3")
 OFFICER_QUORUM = 2
 APPROVERS_PER_TENANT = 2
@@ -74,6 +75,11 @@ def approver_ids(tenant: str) -> tuple[str, ...]:
     return tuple(f"{tenant}-approver-{i}" for i in range(1, APPROVERS_PER_TENANT + 1))
 
 
+def governance_root(data_dir: Path) -> Path:
+    """Where ``custody init`` puts the governance profile: ``<data-dir>/governance``."""
+    return data_dir / GOVERNANCE_DIR
+
+
 def officer_key_path(root: Path, officer: str) -> Path:
     return root / "officers" / f"{officer}.key"
 
@@ -99,6 +105,26 @@ class GenesisFiles:
     hash_file: Path
     document_hash: bytes
     version_id: bytes
+
+    @classmethod
+    def load(cls, root: Path) -> GenesisFiles:
+        """The files an earlier :func:`init_governance` wrote into ``root``."""
+
+        def keys(sub: str) -> dict[str, Path]:
+            return {p.stem: p for p in sorted((root / sub).glob("*.key"))}
+
+        document = (root / "genesis.json").read_bytes()
+        return cls(
+            root=root,
+            officers=keys("officers"),
+            initiators=keys("initiators"),
+            approvers=keys("approvers"),
+            document=root / "genesis.json",
+            bundle=root / "genesis.bundle",
+            hash_file=root / "genesis.sha256",
+            document_hash=document_hash(document),
+            version_id=PolicyVersion(1, ZERO_HASH, document).version_id,
+        )
 
     def install(self, node_dir: Path) -> None:
         """Copy the genesis bundle and pinned hash into a signer node's directory."""

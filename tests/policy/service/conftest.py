@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -37,3 +38,84 @@ def clock() -> FakeClock:
 @pytest.fixture
 def gov(tmp_path: Path, clock: FakeClock) -> Gov:
     return Gov(database_url(tmp_path, "coordinator"), clock)
+
+
+# --------------------------------------------------------------------------- served over mTLS
+
+
+class Served:
+    """GovernanceService over mTLS on a copy of an ``init_cluster`` data dir, with the dev
+    governance profile (officer-1..3, acme-initiator, acme-approver-1..2, ...)."""
+
+    def __init__(self, data_dir: Path, db_url: str, clock: FakeClock | None = None) -> None:
+        import dataclasses
+        from concurrent import futures
+
+        import grpc
+
+        from custody.config import ClusterConfig
+        from custody.governance.genesis import GenesisFiles, governance_root, init_governance
+        from custody.governance.wiring import open_governance
+        from custody.init import free_port
+        from signer_nodes.serving import serve_mtls
+
+        config = ClusterConfig.load(data_dir)
+        config = dataclasses.replace(config, coordinator_address=f"127.0.0.1:{free_port()}")
+        config.save()
+        self.config = config
+        root = governance_root(config.data_dir)
+        if (root / "genesis.bundle").exists():
+            self.files = GenesisFiles.load(root)
+        else:
+            self.files = init_governance(root, config.tenants)
+        self.files.install(config.coordinator_dir)
+        for n in config.nodes:
+            self.files.install(config.node_dir(n.node_id))
+        self.pushed: list[bytes] = []
+        self.db_url = db_url
+        self.gov = open_governance(
+            db_url, config.coordinator_dir, on_activated=self.pushed.append, checkpoint_every=4
+        )
+        if clock is not None:
+            self.gov.store.clock = clock
+        self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
+        name = self.gov.add_to_server(self.server, config.tenants)
+        cdir = config.coordinator_dir
+        serve_mtls(
+            self.server,
+            name,
+            config.coordinator_address,
+            key=(cdir / "server.key").read_bytes(),
+            cert=(cdir / "server.pem").read_bytes(),
+            ca=config.ca_cert.read_bytes(),
+        )
+        self.server.start()
+
+    @property
+    def data_dir(self) -> Path:
+        return self.config.data_dir
+
+    def stop(self) -> None:
+        self.server.stop(grace=None)
+
+
+@pytest.fixture(scope="session")
+def cluster_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from custody.init import init_cluster
+
+    return init_cluster(
+        tmp_path_factory.mktemp("template") / "data", 3, 2, ("acme", "globex")
+    ).data_dir
+
+
+@pytest.fixture
+def served(tmp_path: Path, cluster_template: Path) -> Iterator[Served]:
+    import shutil
+
+    data_dir = tmp_path / "data"
+    shutil.copytree(cluster_template, data_dir, symlinks=True)
+    s = Served(data_dir, database_url(tmp_path, "coordinator"))
+    try:
+        yield s
+    finally:
+        s.stop()
