@@ -14,7 +14,7 @@ import hashlib
 from enum import Enum
 
 from policy.payloads.chains import Chain
-from policy.payloads.errors import invalid, unsupported
+from policy.payloads.errors import PayloadError, invalid, unsupported
 
 CHARSET = "qpzry9x8gf2tvdw0s3jn54khce6mua7l"
 BECH32M_CONST = 0x2BC830A3
@@ -166,7 +166,10 @@ def script_to_address(chain: Chain, script: bytes) -> str:
     n = len(script)
     if 4 <= n <= 42 and (script[0] == 0 or 0x51 <= script[0] <= 0x60) and script[1] == n - 2:
         version = 0 if script[0] == 0 else script[0] - 0x50
-        return encode_segwit(chain.hrp, version, script[2:])
+        try:
+            return encode_segwit(chain.hrp, version, script[2:])
+        except PayloadError:  # e.g. a v0 program of neither 20 nor 32 bytes
+            raise unsupported("witness program has no address", "outputs") from None
     if n == 25 and script[:3] == b"\x76\xa9\x14" and script[23:] == b"\x88\xac":
         return _b58check_encode(bytes([chain.base58_p2pkh]) + script[3:23])
     if n == 23 and script[:2] == b"\xa9\x14" and script[22] == 0x87:
