@@ -3,8 +3,25 @@
 Diffie-Hellman key agreement over secp256k1 and the random-oracle
 programmable-once public function, batched for ``BASE_OT_COUNT`` OTs.
 
-DKLs23 (Section 5.1) runs these once per ordered pair at key generation;
-their outputs seed every later SoftSpokenOT extension of that pair.
+They run once per ordered pair at key generation; their outputs seed
+every later SoftSpokenOT extension of that pair (DKLs23 Section 5.1 makes
+that extension non-interactive with Fiat-Shamir, so the per-signature
+rounds carry no base-OT traffic).
+
+**Deviation from the paper's suggestion.**  Where DKLs23 instantiates the
+base OTs (the OT paragraph of its Section 5, p. 30 of the ePrint version) it
+points to the endemic OT of Zhou, Zhang, Zhou and Ren ("Endemic Oblivious
+Transfer via Random Oracles, Revisited", EUROCRYPT 2023, ePrint 2022/1525,
+Section 3: one round, DDH in the random-oracle model, with the sender's
+proof of knowledge and the receiver's proof of a well-formed encryption).
+This module keeps the earlier Masny-Rindal construction, whose one-round
+form Zhou et al. show rests on a non-standard assumption (MR19's
+"Choose-and-Open DDH").  Both are endemic, which is all the extension
+needs (a corrupt party may fix its own outputs; the consequences are caught
+as described below), so the deviation changes the assumption, not the
+protocol's guarantees; moving to Zhou et al. would change only the keygen
+messages, not the stored :class:`~signer_nodes.mpc.dkls23.setup.AliceSetup`
+/ ``BobSetup`` (docs/dkls23-review.md, "Base OT").
 
 Protocol, for OT index ``i`` (``H_0, H_1`` hash to the curve, ``KDF`` hashes
 to a 32-byte seed; both are :class:`~signer_nodes.mpc.transcript.Transcript`

@@ -1,9 +1,13 @@
 """DKLs23 key generation: the secp256k1 DKG plus the pairwise setup that the
-multiplication protocol needs (ePrint 2023/765, Protocol 3.6 "Setup" and
-Section 5.1).
+multiplication protocol needs: the key-generation part of ePrint 2023/765,
+Protocol 3.6 (key shares from a DKG, the F_RVOLE initialisation -- base OTs
+per ordered pair -- and the F_Zero seeds of Functionality 3.4).
 
-The DKG is the Komlo-Goldberg Pedersen DKG with proofs of knowledge, echo
-check and committed-then-revealed BIP32 chain code of
+The paper leaves the DKG to a functionality (other implementations follow
+its pointer to Protocol 9.1 of ePrint 2023/602); any DKG that outputs a
+Shamir sharing with public verifying shares serves.  Ours is the
+Komlo-Goldberg Pedersen DKG with proofs of knowledge, echo check and
+committed-then-revealed BIP32 chain code of
 :class:`~signer_nodes.mpc.dkg.pedersen.DkgParty` over ``FROST_SECP256K1``,
 run by composition: this party owns an inner ``DkgParty`` and relays its two
 rounds inside its own envelopes (protocol ``dkls23-keygen``), so the message
@@ -37,9 +41,10 @@ Malformed or foreign base-OT messages are named here.  Endemic OT does not
 guarantee correctness, so a base-OT *sender* (Bob) who sends inconsistent
 values is only detected at the pair's first OT extension, which names him
 (:class:`~signer_nodes.mpc.errors.OtConsistencyError`); the node must then
-exclude him for good (:func:`~signer_nodes.mpc.dkls23.faults.peers_to_exclude`).  A base-OT *receiver* (Alice) who deviates only
-garbles her own seeds, which the pi_RVOLE check of the first multiplication
-names (:class:`~signer_nodes.mpc.errors.MultiplicationCheckError`).
+exclude him for good (:func:`~signer_nodes.mpc.dkls23.faults.peers_to_exclude`).
+A base-OT *receiver* (Alice) who deviates only garbles her own seeds, which
+the pi_RVOLE check of the first multiplication names
+(:class:`~signer_nodes.mpc.errors.MultiplicationCheckError`).
 """
 
 from __future__ import annotations

@@ -37,7 +37,14 @@ a failed OT-extension check names Bob
 reveal one choice bit ``beta_j`` per inconsistent row to a cheating Alice;
 ``XI = KAPPA + 2 LAMBDA_S`` is sized so that ``b`` stays
 ``2^-LAMBDA_S``-close to uniform nonetheless, which is why the paper can
-allow the abort.
+allow the abort.  Those bits are fresh per instance, so this abort, unlike
+the OT-extension one, obliges no exclusion (:mod:`.faults`).
+
+Protocol 5.2 as printed has two index typos, recorded by Trail of Bits'
+review of the Silence Laboratories implementation (2024, appendix F): the
+``mu`` formula writes ``theta_{k,k}`` for ``theta_{k,i}`` and the ``a~``
+formula writes ``a^_i`` for ``a^_k``.  The formulas above are the intended
+ones (the only ones under which honest parties pass the check).
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """DKLs23 presigning: the message-independent rounds of the threshold ECDSA
 signing protocol (Doerner, Kondi, Lee, shelat, "Threshold ECDSA in Three
-Rounds", IEEE S&P 2024, ePrint 2023/765, Protocol 3.6, steps 5-9) over a
-fixed signer set ``S`` (``|S| >= t``).
+Rounds", IEEE S&P 2024, ePrint 2023/765, Protocol 3.6, steps 4-9) over a
+fixed signer set ``S`` (``|S| >= t``; step 4's check of the signer set is
+:class:`PresignParty`'s constructor, step 5 samples ``r_i, phi_i``).
 
 Notation of the paper: instance key ``r_i`` with ``R_i = r_i * G``,
 inversion mask ``phi_i``; ``sk_i = lambda_i(S) * p(i) + zeta_i`` (Lagrange-
@@ -27,10 +28,20 @@ After round 2 (step 8), for every ``j``, party ``i`` checks
     * ``chi_{i,j} * R_j == Gamma^u_{j,i} + d^u_{i,j} * G`` and
       ``chi_{i,j} * pk_j == Gamma^v_{j,i} + d^v_{i,j} * G``
       (:class:`Dkls23ConsistencyError`, names j: j's multiplication input
-      differs from the ``R_j`` / ``pk_j`` it announced);
+      differs from the ``R_j`` / ``pk_j`` it announced).  The paper prints
+      the second check with ``Lagrange(P, j, 0) * p(j)`` (a value no party
+      but j knows) where ``pk_j`` is meant -- a typo other implementers have
+      confirmed with the authors; the check must be against the announced
+      ``pk_j`` for the sum check below to bind it;
     * ``sum_j pk_j == pk`` (:class:`Dkls23ConsistencyError` without culprit:
       the F_Zero shares hide which ``pk_j`` is wrong, so the paper only
-      guarantees abort here);
+      guarantees abort here).
+    ``psi_{j,i}`` is *not* checked, in the paper or here: it is masked by
+    j's secret ``chi_{j,i}``, so there is nothing to check it against.  A
+    wrong ``psi`` shifts ``u_i, v_i`` by ``r_i e, sk_i e`` (as if j used
+    another ``phi_j`` towards i); the signature then fails step 10 except
+    with negligible probability, and the shifts are discrete logarithms of
+    ``e R_i, e pk_i`` that the adversary cannot cancel: abort only;
 and computes (step 9) ``R = sum_j R_j``,
 ``u_i = r_i (phi_i + sum_j psi_{j,i}) + sum_j (c^u_{i,j} + d^u_{i,j})``,
 ``v_i = sk_i (phi_i + sum_j psi_{j,i}) + sum_j (c^v_{i,j} + d^v_{i,j})``,

@@ -1,6 +1,6 @@
 """The per-pair key setup that the base OTs produce and every OT extension
-of that ordered pair reuses (DKLs23 Section 5.1: base OTs once, at key
-generation; SoftSpokenOT extension per signature).
+of that ordered pair reuses (base OTs once, at key generation; the
+Fiat-Shamir SoftSpokenOT extension of DKLs23 Section 5.1 per signature).
 
 :class:`AliceSetup` belongs to the OT-extension sender: her random choice
 bits Delta (one per base OT) and the seed she received in each base OT.

@@ -21,11 +21,21 @@ the derived key.
 **Re-randomisation.**  With presignatures ``R`` is known before the message
 and the derivation tweak are chosen; Groth and Shoup ("On the Security of
 ECDSA with Additive Key Derivation and Presignatures", Eurocrypt 2022,
-ePrint 2021/1330) show this combination weakens ECDSA and that
+ePrint 2021/1330) show this combination weakens ECDSA (a three-list,
+cube-root attack: one signature on ``(m, e)`` with nonce ``R`` also verifies
+for any ``(m', e')`` with ``h + r_x e = h' + r_x e'``) and that
 re-randomising the presignature restores it.  We shift the nonce by a
-public ``delta = H(presignature id, R, derived key, e, h)``: ``R' = R +
-delta*G``, nonce ``r + delta``; since ``sum u_i = r * phi`` each signer sends
-``u'_i = u_i + delta * phi_i``.  ``r_x`` is the x coordinate of ``R'``.
+public ``delta = H(presignature id, share epoch, R, derived key Y, e, h)``:
+``R' = R + delta*G``, nonce ``r + delta``; since ``sum u_i = r * phi`` each
+signer sends ``u'_i = u_i + delta * phi_i``.  ``r_x`` is the x coordinate
+of ``R'``.  Because ``delta`` depends on ``(m, e)``, changing either changes
+``R'``, which removes the relation the attack needs.  Groth and Shoup model
+``delta`` as fresh public randomness revealed after the request; the hash
+is the random-oracle stand-in for it (as in NEAR's and DFINITY's threshold
+ECDSA, which additionally mix in a beacon value).  What a requester can
+still do is grind ``(m, e)`` for a ``delta`` it likes, i.e. choose among
+random ``R'`` -- a generic square-root search, no better than against plain
+ECDSA (docs/dkls23-review.md, "Re-randomisation").
 
 **Faults.**  A wrong ``u'_i`` or ``w_i`` makes the signature fail step 10;
 DKLs23 guarantees abort there, not attribution, so
