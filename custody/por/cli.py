@@ -19,32 +19,19 @@ import datetime as dt
 import json
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.console import Console
 
-from custody.client import CustodyClient
 from custody.config import ClusterConfig, ConfigError
 from custody.por.errors import SnapshotCode, SnapshotError
-from custody.por.keys import default_key_path, ensure_snapshot_key
-from custody.por.publish import check_output_dir, publish
-from custody.por.snapshot import (
-    ClusterChallengeSigner,
-    CustodyKey,
-    LiabilitySource,
-    custody_keys_from_csv,
-    load_liabilities,
-    take_snapshot,
-    timestamp,
-)
-from custody.por.store import SnapshotStore
-from proofs import fields as f
-from proofs.build import BuiltSnapshot, Liabilities, ServiceSigner
-from proofs.errors import PorError, PorVerificationError
-from proofs.rows import read_liabilities_csv
 
-LedgerFactory = Callable[[ClusterConfig], LiabilitySource]
+if TYPE_CHECKING:  # the CLI imports its heavy modules (grpc, numpy, SQLAlchemy) per command
+    from custody.por.snapshot import CustodyKey, LiabilitySource
+    from proofs.build import BuiltSnapshot, Liabilities, ServiceSigner
+
+LedgerFactory = Callable[[ClusterConfig], "LiabilitySource"]
 _INPUT_CODES = {
     SnapshotCode.CUSTOMER_NAMESPACE,
     SnapshotCode.UNKNOWN_KEY,
@@ -75,6 +62,9 @@ def _fail(code: str, detail: str, exit_code: int, as_json: bool) -> None:
 
 
 def _parse_cutoff(text: str | None) -> str:
+    from custody.por.snapshot import timestamp
+    from proofs import fields as f
+
     if text is None:
         return timestamp(dt.datetime.now(dt.UTC))
     if not f.TIME_RE.fullmatch(text):
@@ -101,6 +91,8 @@ def make_por_app(ledger: LedgerFactory | None = None) -> typer.Typer:
         as_json: bool = JSON,
     ) -> None:
         """Take, sign and publish a snapshot; write snapshot.json and one proof per customer."""
+        from proofs.errors import PorError, PorVerificationError
+
         try:
             result = _snapshot(
                 data_dir,
@@ -136,6 +128,8 @@ def make_por_app(ledger: LedgerFactory | None = None) -> typer.Typer:
     @app.command("service-key")
     def service_key(data_dir: Path = DATA_DIR, as_json: bool = JSON) -> None:
         """Print the snapshot-signing public key that auditors pin (created if missing)."""
+        from custody.por.keys import default_key_path, ensure_snapshot_key
+
         try:
             config = ClusterConfig.load(data_dir)
             signer = ensure_snapshot_key(default_key_path(config.coordinator_dir))
@@ -160,6 +154,12 @@ def _snapshot(
     snapshot_id: str | None,
     ledger: LedgerFactory | None,
 ) -> dict[str, Any]:
+    from custody.por.keys import default_key_path, ensure_snapshot_key
+    from custody.por.publish import check_output_dir, publish
+    from custody.por.snapshot import CustodyKey, custody_keys_from_csv, load_liabilities
+    from custody.por.store import SnapshotStore
+    from proofs.rows import read_liabilities_csv
+
     config = ClusterConfig.load(data_dir)
     if tenant is not None and tenant not in config.tenants:
         raise typer.BadParameter(f"no tenant {tenant!r} in this cluster", param_hint="--tenant")
@@ -212,6 +212,9 @@ def _sign(
     cutoff: str,
     snapshot_id: str | None,
 ) -> BuiltSnapshot:
+    from custody.client import CustodyClient
+    from custody.por.snapshot import ClusterChallengeSigner, take_snapshot
+
     with CustodyClient.from_data_dir(config.data_dir, tenant) as client:
         signer = ClusterChallengeSigner(client)
         signer.check_keys(k.key_id for k in custody)

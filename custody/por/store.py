@@ -54,6 +54,7 @@ from signer_nodes.db import TransactionalStore, utcnow
 
 PAGE_NODES = 256
 INSERT_CHUNK = 5000
+DOCUMENT_CACHE = 64  # parsed snapshots kept for proof checks
 
 
 class Base(DeclarativeBase):
@@ -327,6 +328,8 @@ class SnapshotStore(TransactionalStore):
                 cached = Snapshot.from_json(parse_json(document))
             except PorError as exc:
                 raise StoreCorruptError(f"{snapshot_id}: {exc.code.value}") from None
+            if len(self._documents) >= DOCUMENT_CACHE:
+                self._documents.clear()
             self._documents[snapshot_id] = cached
         return cached
 
