@@ -49,7 +49,7 @@ import json
 import os
 import secrets
 import struct
-from collections.abc import Collection, Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -238,6 +238,30 @@ class ManifestEntry:
     key_id: str
     epoch: int
     format_version: int
+    #: The record's non-secret companion data (:attr:`SealedRecord.public`).
+    public: bytes = b""
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "kind": self.kind.value,
+            "key_id": self.key_id,
+            "epoch": self.epoch,
+            "format_version": self.format_version,
+        }
+        if self.public:
+            out["public"] = _enc(self.public)
+        return out
+
+    @classmethod
+    def from_json(cls, raw: Any) -> ManifestEntry:
+        public = raw.get("public")
+        return cls(
+            RecordKind(raw["kind"]),
+            _str(raw["key_id"]),
+            _int(raw["epoch"]),
+            _int(raw["format_version"]),
+            _b64(public) if public is not None else b"",
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -271,15 +295,7 @@ class BackupManifest:
             "backup_key_sha256": self.backup_key_fingerprint,
             "key_wrap": self.key_wrap,
             "cipher": CIPHER,
-            "records": [
-                {
-                    "kind": e.kind.value,
-                    "key_id": e.key_id,
-                    "epoch": e.epoch,
-                    "format_version": e.format_version,
-                }
-                for e in self.entries
-            ],
+            "records": [e.to_json() for e in self.entries],
             "counts": self.counts,
         }
 
@@ -297,15 +313,7 @@ class BackupManifest:
                 created_at=_str(raw["created_at"]),
                 backup_key_fingerprint=_str(raw["backup_key_sha256"]),
                 key_wrap=_str(raw["key_wrap"]),
-                entries=tuple(
-                    ManifestEntry(
-                        RecordKind(e["kind"]),
-                        _str(e["key_id"]),
-                        _int(e["epoch"]),
-                        _int(e["format_version"]),
-                    )
-                    for e in raw["records"]
-                ),
+                entries=tuple(ManifestEntry.from_json(e) for e in raw["records"]),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise _corrupted(f"malformed manifest ({type(exc).__name__})") from None
@@ -383,28 +391,12 @@ class _BackupFile:
     def check(
         self, holder: BackupKeyHolder, *, cluster_id: str | None, node_id: int | None
     ) -> None:
-        m = self.manifest
-        if m.backup_key_fingerprint != holder.public_key.fingerprint:
-            raise HsmError(
-                Code.BACKUP_FOREIGN,
-                f"backup is encrypted to key {m.backup_key_fingerprint[:16]}…, not to this "
-                f"backup token's key {holder.public_key.fingerprint[:16]}…",
-            )
-        if cluster_id is not None and m.cluster_id != cluster_id:
-            raise HsmError(
-                Code.BACKUP_FOREIGN,
-                f"backup belongs to cluster {m.cluster_id!r}, not {cluster_id!r}",
-            )
-        if node_id is not None and m.node_id != node_id:
-            raise HsmError(
-                Code.BACKUP_WRONG_NODE, f"backup is of node {m.node_id}, not of node {node_id}"
-            )
-        refused = sorted({e.kind.value for e in m.entries} - set(BACKUP_KINDS))
-        if refused:
-            raise HsmError(
-                Code.BACKUP_KIND_REFUSED,
-                f"backup holds {', '.join(refused)} records, which are never restored",
-            )
+        check_manifest(
+            self.manifest,
+            backup_key_fingerprint=holder.public_key.fingerprint,
+            cluster_id=cluster_id,
+            node_id=node_id,
+        )
 
     def decrypt_all(self, holder: BackupKeyHolder) -> Iterator[bytes]:
         """Yield each record's plaintext, decrypted inside the backup token."""
@@ -412,6 +404,47 @@ class _BackupFile:
             _token_gcm(key, self.seal_iv, self.seal_tag, _MANIFEST_AD + self.digest, "manifest")
             for i, (iv, ct) in enumerate(self.records):
                 yield _token_gcm(key, iv, ct, _record_ad(self.digest, i), f"record {i}")
+
+
+def read_manifest(path: Path) -> BackupManifest:
+    """Parse ``path`` and return its manifest, without any HSM (``BACKUP_CORRUPTED``
+    if it is not a well-formed backup). Nothing is authenticated yet: a caller
+    uses this to refuse a foreign or wrong-node backup before touching tokens,
+    then :func:`verify_backup` or :func:`restore_backup` checks it in the token."""
+    return _BackupFile.read(path).manifest
+
+
+def check_manifest(
+    manifest: BackupManifest,
+    *,
+    backup_key_fingerprint: str,
+    cluster_id: str | None,
+    node_id: int | None,
+) -> None:
+    """``BACKUP_FOREIGN`` (other backup key or cluster), ``BACKUP_WRONG_NODE``,
+    ``BACKUP_KIND_REFUSED`` (a presignature or nonce record)."""
+    m = manifest
+    if m.backup_key_fingerprint != backup_key_fingerprint:
+        raise HsmError(
+            Code.BACKUP_FOREIGN,
+            f"backup is encrypted to key {m.backup_key_fingerprint[:16]}…, not to this "
+            f"backup token's key {backup_key_fingerprint[:16]}…",
+        )
+    if cluster_id is not None and m.cluster_id != cluster_id:
+        raise HsmError(
+            Code.BACKUP_FOREIGN,
+            f"backup belongs to cluster {m.cluster_id!r}, not {cluster_id!r}",
+        )
+    if node_id is not None and m.node_id != node_id:
+        raise HsmError(
+            Code.BACKUP_WRONG_NODE, f"backup is of node {m.node_id}, not of node {node_id}"
+        )
+    refused = sorted({e.kind.value for e in m.entries} - set(BACKUP_KINDS))
+    if refused:
+        raise HsmError(
+            Code.BACKUP_KIND_REFUSED,
+            f"backup holds {', '.join(refused)} records, which are never restored",
+        )
 
 
 def _token_gcm(key: Any, iv: bytes, ct: bytes, ad: bytes, what: str) -> bytes:
@@ -533,7 +566,7 @@ def create_backup(
         )
     items = [
         (
-            ManifestEntry(r.kind, r.key_id, r.epoch, r.format_version),
+            ManifestEntry(r.kind, r.key_id, r.epoch, r.format_version, r.public),
             sealer.unseal(r.blob, r.context(store.node_id)),
         )
         for r in store.records(kinds)
@@ -550,17 +583,26 @@ def create_backup(
     )
 
 
+#: Called with each record and its plaintext before a verify or restore accepts
+#: it (e.g. the node layer checks a share against its public key package);
+#: raises :class:`HsmError` to refuse the backup.
+RecordCheck = Callable[[ManifestEntry, bytes], None]
+
+
 def verify_backup(
     path: Path,
     holder: BackupKeyHolder,
     *,
     cluster_id: str | None = None,
     node_id: int | None = None,
+    check: RecordCheck | None = None,
 ) -> BackupManifest:
     """Check ``path`` fully inside the backup token; write nothing; return its manifest."""
     backup = _BackupFile.read(path)
     backup.check(holder, cluster_id=cluster_id, node_id=node_id)
-    for plaintext in backup.decrypt_all(holder):
+    for entry, plaintext in zip(backup.manifest.entries, backup.decrypt_all(holder), strict=True):
+        if check is not None:
+            check(entry, plaintext)
         del plaintext
     return backup.manifest
 
@@ -572,12 +614,13 @@ def restore_backup(
     target: Sealer,
     store: SealedStore,
     cluster_id: str,
+    check: RecordCheck | None = None,
 ) -> BackupManifest:
     """Rebuild ``store.node_id``'s shares from ``path`` under ``target``'s token.
 
-    All records are decrypted and re-sealed in memory first, then inserted in
-    one transaction; any error leaves the store as it was. The target token
-    gets sealing key v1 if it has none (a fresh token).
+    All records are decrypted, checked (``check``) and re-sealed in memory
+    first, then inserted in one transaction; any error leaves the store as it
+    was. The target token gets sealing key v1 if it has none (a fresh token).
     """
     backup = _BackupFile.read(path)
     backup.check(holder, cluster_id=cluster_id, node_id=store.node_id)
@@ -589,6 +632,9 @@ def restore_backup(
             f"(e.g. {taken[0].kind.value} {taken[0].key_id!r}); restore only into a fresh node",
         )
     plaintexts = list(backup.decrypt_all(holder))
+    if check is not None:
+        for entry, plaintext in zip(backup.manifest.entries, plaintexts, strict=True):
+            check(entry, plaintext)
     if not target.key_versions():
         target.rotate()
     records: list[SealedRecord] = [
@@ -600,6 +646,7 @@ def restore_backup(
             e.epoch,
             plaintext,
             format_version=e.format_version,
+            public=e.public,
         )
         for e, plaintext in zip(backup.manifest.entries, plaintexts, strict=True)
     ]

@@ -25,6 +25,7 @@ import os
 import re
 import struct
 import threading
+import time
 from dataclasses import dataclass
 from enum import StrEnum
 from types import TracebackType
@@ -194,21 +195,41 @@ class Sealer:
     two threads at once (v2.40 §5.1.2), so calls are serialised by a lock.
     The active key is the highest version; older versions still unseal until
     :meth:`destroy_key` removes them.
+
+    Another process may rotate the token's keys (``custody hsm rotate`` while
+    the node runs). With ``refresh_interval`` set, :meth:`seal` re-lists the
+    token's keys once that many seconds have passed, so new records go under
+    the newest version soon after it appears; :meth:`unseal` re-lists at once
+    when a blob names a version it does not know yet.
     """
 
-    def __init__(self, session: Session, config: HsmConfig) -> None:
+    def __init__(
+        self, session: Session, config: HsmConfig, *, refresh_interval: float | None = None
+    ) -> None:
         self._session = session
         self._config = config
         self._lock = threading.RLock()
         self._keys: dict[int, Any] = {}
         self._pattern = re.compile(re.escape(config.seal_key_prefix) + r"([1-9][0-9]*)")
+        self._refresh_interval = refresh_interval
+        self._loaded_at = 0.0
         self._load_keys()
 
     @classmethod
-    def open(cls, config: HsmConfig, *, create_key: bool = False) -> Sealer:
+    def open(
+        cls,
+        config: HsmConfig,
+        *,
+        create_key: bool = False,
+        refresh_interval: float | None = None,
+    ) -> Sealer:
         """Open the token; with ``create_key``, make sealing key v1 if there is none."""
         session = open_session(config, required=(Mechanism.AES_GCM, Mechanism.AES_KEY_GEN))
-        sealer = cls(session, config)
+        try:
+            sealer = cls(session, config, refresh_interval=refresh_interval)
+        except BaseException:
+            session.close()
+            raise
         if create_key and not sealer._keys:
             sealer.rotate()
         return sealer
@@ -268,6 +289,12 @@ class Sealer:
         except p11e.PKCS11Error as exc:
             raise operation_failed("listing sealing keys", exc) from None
         self._keys = keys
+        self._loaded_at = time.monotonic()
+
+    def refresh(self) -> None:
+        """Re-list the token's sealing keys (versions added or destroyed elsewhere)."""
+        with self._lock:
+            self._load_keys()
 
     def rotate(self) -> int:
         """Generate the next sealing key version (``CKM_AES_KEY_GEN``, 256 bits)
@@ -305,6 +332,11 @@ class Sealer:
     def seal(self, plaintext: bytes, context: SealContext) -> bytes:
         """Encrypt ``plaintext`` under the active key, bound to ``context``."""
         with self._lock:
+            if (
+                self._refresh_interval is not None
+                and time.monotonic() - self._loaded_at >= self._refresh_interval
+            ):
+                self._load_keys()
             version = self.active_version
             label = self.label(version)
             iv = os.urandom(IV_LEN)
@@ -339,7 +371,10 @@ class Sealer:
             )
         match = self._pattern.fullmatch(parsed.key_label)
         with self._lock:
-            key = self._keys.get(int(match.group(1))) if match else None
+            version = int(match.group(1)) if match else None
+            if version is not None and version not in self._keys:
+                self._load_keys()  # rotated by another process since we listed
+            key = self._keys.get(version) if version is not None else None
             if key is None:
                 raise HsmError(
                     Code.HSM_KEY_NOT_FOUND,

@@ -153,7 +153,8 @@ def provision_tokens(
                 _write_private(config.pin.file, secrets.token_urlsafe(24) + "\n")
                 written.append(config.pin.file)
             so_file = home.pins / f"{label}.so-pin"
-            _write_private(so_file, secrets.token_urlsafe(24) + "\n")
+            # A left-over SO PIN file belonged to a deleted token of this label.
+            _write_private(so_file, secrets.token_urlsafe(24) + "\n", exclusive=False)
             written.append(so_file)
             tokens.append(
                 {
@@ -211,6 +212,12 @@ def token_labels(home: SoftHsmHome) -> set[str]:
         if key == "Label" and value.strip():
             labels.add(value.strip())
     return labels
+
+
+def delete_token(home: SoftHsmHome, label: str) -> None:
+    """Delete token ``label`` and everything in it (``softhsm2-util --delete-token``);
+    a no-op if there is none. Its PIN files stay."""
+    _delete_token(home, label)
 
 
 def _delete_token(home: SoftHsmHome, label: str) -> None:

@@ -14,7 +14,7 @@ import sqlite3
 import threading
 from collections.abc import Collection, Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Protocol
 
@@ -24,13 +24,20 @@ from hsm.sealer import RecordKind, SealContext, Sealer
 
 @dataclass(frozen=True, slots=True)
 class SealedRecord:
-    """One stored secret, sealed; safe to log (the blob is ciphertext)."""
+    """One stored secret, sealed; safe to log (the blob is ciphertext).
+
+    ``public`` is non-secret data that belongs with the secret (for a key
+    share: its scheme and public key package). Stores keep it beside the
+    blob; backups carry it in their authenticated manifest so a restore can
+    rebuild the whole record.
+    """
 
     kind: RecordKind
     key_id: str
     epoch: int
     blob: bytes
     format_version: int = 1
+    public: bytes = b""
 
     def context(self, node_id: int) -> SealContext:
         return SealContext(node_id, self.key_id, self.epoch, self.kind, self.format_version)
@@ -77,7 +84,7 @@ class SqliteSealedStore:
         self._db.execute(
             "CREATE TABLE IF NOT EXISTS sealed_records (kind TEXT NOT NULL, "
             "key_id TEXT NOT NULL, epoch INTEGER NOT NULL, format_version INTEGER NOT NULL, "
-            "blob BLOB NOT NULL, PRIMARY KEY (kind, key_id, epoch))"
+            "blob BLOB NOT NULL, public BLOB NOT NULL DEFAULT x'', PRIMARY KEY (kind, key_id, epoch))"
         )
 
     def __repr__(self) -> str:
@@ -102,13 +109,15 @@ class SqliteSealedStore:
             self._db.execute("COMMIT")
 
     @staticmethod
-    def _row(row: tuple[str, str, int, int, bytes]) -> SealedRecord:
-        return SealedRecord(RecordKind(row[0]), row[1], row[2], bytes(row[4]), row[3])
+    def _row(row: tuple[str, str, int, int, bytes, bytes]) -> SealedRecord:
+        return SealedRecord(
+            RecordKind(row[0]), row[1], row[2], bytes(row[4]), row[3], bytes(row[5])
+        )
 
     def get(self, kind: RecordKind, key_id: str, epoch: int) -> SealedRecord | None:
         with self._lock:
             row = self._db.execute(
-                "SELECT kind, key_id, epoch, format_version, blob FROM sealed_records "
+                "SELECT kind, key_id, epoch, format_version, blob, public FROM sealed_records "
                 "WHERE kind = ? AND key_id = ? AND epoch = ?",
                 (kind.value, key_id, epoch),
             ).fetchone()
@@ -117,7 +126,7 @@ class SqliteSealedStore:
     def records(self, kinds: Collection[RecordKind] | None = None) -> list[SealedRecord]:
         with self._lock:
             rows = self._db.execute(
-                "SELECT kind, key_id, epoch, format_version, blob FROM sealed_records "
+                "SELECT kind, key_id, epoch, format_version, blob, public FROM sealed_records "
                 "ORDER BY kind, key_id, epoch"
             ).fetchall()
         out = [self._row(r) for r in rows]
@@ -128,8 +137,8 @@ class SqliteSealedStore:
             for r in records:
                 try:
                     db.execute(
-                        "INSERT INTO sealed_records VALUES (?, ?, ?, ?, ?)",
-                        (r.kind.value, r.key_id, r.epoch, r.format_version, r.blob),
+                        "INSERT INTO sealed_records VALUES (?, ?, ?, ?, ?, ?)",
+                        (r.kind.value, r.key_id, r.epoch, r.format_version, r.blob, r.public),
                     )
                 except sqlite3.IntegrityError:
                     raise HsmError(
@@ -170,9 +179,10 @@ def seal_record(
     plaintext: bytes,
     *,
     format_version: int = 1,
+    public: bytes = b"",
 ) -> SealedRecord:
     ctx = SealContext(node_id, key_id, epoch, kind, format_version)
-    return SealedRecord(kind, key_id, epoch, sealer.seal(plaintext, ctx), format_version)
+    return SealedRecord(kind, key_id, epoch, sealer.seal(plaintext, ctx), format_version, public)
 
 
 def put_secret(
@@ -231,13 +241,7 @@ def reseal_store(sealer: Sealer, store: SealedStore) -> RotationReport:
                 unchanged += 1
                 break
             ctx = current.context(store.node_id)
-            new = SealedRecord(
-                current.kind,
-                current.key_id,
-                current.epoch,
-                sealer.reseal(current.blob, ctx),
-                current.format_version,
-            )
+            new = replace(current, blob=sealer.reseal(current.blob, ctx))
             try:
                 store.replace(current, new)
                 resealed += 1
