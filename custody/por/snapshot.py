@@ -38,6 +38,7 @@ from custody.por.customers import namespace_problem
 from custody.por.errors import SnapshotCode, SnapshotError
 from proofs import control
 from proofs import encoding as enc
+from proofs import fields as f
 from proofs.build import (
     BuiltSnapshot,
     Liabilities,
@@ -80,7 +81,13 @@ def load_liabilities(source: LiabilitySource, tenants: Collection[str]) -> Liabi
 
     def checked() -> Iterator[Row | tuple[str, str, int]]:
         for i, row in enumerate(rows, start=1):
-            cid = row.name if isinstance(row, Row) else row[0] if isinstance(row, tuple) else None
+            cid = (
+                row.name
+                if isinstance(row, Row)
+                else row[0]
+                if isinstance(row, tuple) and row
+                else None
+            )
             if isinstance(cid, str):
                 problem = namespace_problem(cid, tenants)
                 if problem is not None:
@@ -102,6 +109,16 @@ def custody_keys_from_csv(path: str | Path) -> list[CustodyKey]:
 def _check_custody(custody: Sequence[CustodyKey], assets: Sequence[str]) -> None:
     seen: set[str] = set()
     for key in custody:
+        if not f.ID_RE.fullmatch(key.key_id):
+            raise PorInputError(ReasonCode.MALFORMED, f"custody key id {key.key_id[:40]!r}")
+        address = key.address
+        if address is not None and not (
+            1 <= len(address) <= 128 and address.isascii() and address.isprintable()
+        ):
+            raise PorInputError(
+                ReasonCode.MALFORMED,
+                f"custody key {key.key_id}: address must be 1-128 printable ASCII",
+            )
         if key.key_id in seen:
             raise PorInputError(ReasonCode.DUPLICATE_KEY, f"custody key {key.key_id} listed twice")
         seen.add(key.key_id)

@@ -90,6 +90,9 @@ def test_namespace_error_names_the_csv_line(tmp_path: Path) -> None:
         ([CustodyKey(key_id="k-ecdsa", balances={"BTC": 2**64})], ReasonCode.BALANCE_RANGE),
         ([CustodyKey(key_id="k-ecdsa", balances={"BTC": -1})], ReasonCode.BALANCE_RANGE),
         ([CustodyKey(key_id="k-ecdsa"), CustodyKey(key_id="k-ecdsa")], ReasonCode.DUPLICATE_KEY),
+        ([CustodyKey(key_id="k ecdsa")], ReasonCode.MALFORMED),
+        ([CustodyKey(key_id="k-ecdsa", address="bc1\u00e9")], ReasonCode.MALFORMED),
+        ([CustodyKey(key_id="k-ecdsa", address="")], ReasonCode.MALFORMED),
     ],
 )
 def test_custody_input_is_refused_before_anything_is_signed(
@@ -156,3 +159,9 @@ def test_salts_are_fresh_per_snapshot() -> None:
     )
     assert a.salts != b.salts and a.snapshot.root_hash != b.snapshot.root_hash
     assert a.snapshot.liabilities == b.snapshot.liabilities
+
+
+def test_a_malformed_ledger_row_is_named_not_crashed_on() -> None:
+    with pytest.raises(PorInputError) as info:
+        load_liabilities([("acme/a", "BTC", 1), ()], TENANTS)  # type: ignore[list-item]
+    assert info.value.code is ReasonCode.MALFORMED and info.value.detail.startswith("row 2:")
