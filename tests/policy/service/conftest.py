@@ -3,10 +3,12 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import structlog
 
 from custody.governance.approvals import RequestApprovals
 from custody.governance.chain import PolicyGovernance
@@ -59,6 +61,9 @@ class Served:
         from custody.init import free_port
         from signer_nodes.serving import serve_mtls
 
+        # the in-process server logs where CliRunner does not capture the command's output
+        self._log_sink = open(os.devnull, "w")  # noqa: SIM115 - closed in stop()
+        structlog.configure(logger_factory=structlog.PrintLoggerFactory(file=self._log_sink))
         config = ClusterConfig.load(data_dir)
         config = dataclasses.replace(config, coordinator_address=f"127.0.0.1:{free_port()}")
         config.save()
@@ -97,6 +102,8 @@ class Served:
 
     def stop(self) -> None:
         self.server.stop(grace=None)
+        structlog.reset_defaults()
+        self._log_sink.close()
 
 
 @pytest.fixture(scope="session")
