@@ -15,7 +15,8 @@ policy change, only approvals under the new version count (:meth:`approvals_for`
 
 Request states: ``PENDING_APPROVAL``, ``APPROVED``, ``ALLOWED`` (no approval needed),
 ``REJECTED`` (a valid rejection: final), ``BLOCKED`` (the policy blocks it now; a velocity
-block may lift later), ``SIGNED`` (recorded by :meth:`record_signed`: final).
+block may lift later), ``EXPIRED`` (older than the policy's ``request_max_age_seconds``:
+final), ``SIGNED`` (recorded by :meth:`record_signed`: final).
 """
 
 from __future__ import annotations
@@ -46,8 +47,8 @@ from policy.request import (
 )
 
 PENDING_APPROVAL, APPROVED, ALLOWED = "PENDING_APPROVAL", "APPROVED", "ALLOWED"
-REJECTED, BLOCKED, SIGNED = "REJECTED", "BLOCKED", "SIGNED"
-FINAL = frozenset({REJECTED, SIGNED})
+REJECTED, BLOCKED, SIGNED, EXPIRED = "REJECTED", "BLOCKED", "SIGNED", "EXPIRED"
+FINAL = frozenset({REJECTED, SIGNED, EXPIRED})
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,7 +58,8 @@ class RequestStatus:
     ``code`` is ``None`` when the nodes would accept the request with ``approvals``; else
     the node refusal code it would get (``APPROVAL_MISSING``, ``APPROVAL_EXPIRED``,
     ``APPROVAL_REJECTED``, ``BLOCKED_BY_RULE``, ``BLOCKED_BY_DEFAULT``,
-    ``VELOCITY_EXCEEDED``). ``requirement`` describes the approvals the matched rule needs
+    ``VELOCITY_EXCEEDED``, ``REQUEST_EXPIRED``, ``REQUEST_FROM_FUTURE``). ``requirement``
+    describes the approvals the matched rule needs
     (``treasury>=2``, ``all_of(...)``)."""
 
     request: SigningRequest
@@ -85,7 +87,9 @@ def assess(
     history: History,
     now: int,
 ) -> RequestStatus:
-    """Evaluate ``request`` as a node would (without the history exchange)."""
+    """Evaluate ``request`` as a node would, from step 4 of ``docs/policy-format.md`` §7 on
+    (freshness, decision, approvals; the initiator was checked at registration), without
+    the history exchange."""
     approvals = tuple(approvals)
     if history.get(request.request_id) is not None:
         history = history.without(request.request_id)  # a retry is not counted twice
@@ -96,7 +100,12 @@ def assess(
     code: ReasonCode | None
     detail = ""
     approvers: tuple[str, ...] = ()
-    if decision.outcome is Outcome.BLOCK:
+    limits = state.policy.document.limits
+    if request.created_at > now + limits.clock_skew_seconds:
+        st, code, detail = BLOCKED, ReasonCode.REQUEST_FROM_FUTURE, str(request.created_at)
+    elif now - request.created_at > limits.request_max_age_seconds:
+        st, code, detail = EXPIRED, ReasonCode.REQUEST_EXPIRED, str(request.created_at)
+    elif decision.outcome is Outcome.BLOCK:
         st = BLOCKED
         if decision.velocity_exceeded:
             code = ReasonCode.VELOCITY_EXCEEDED
@@ -425,7 +434,7 @@ class RequestApprovals:
         """Requests still waiting for approvals (of one tenant, or all)."""
         now = self.store.clock() if now is None else now
         with self._lock, self.store.transaction() as s:
-            q = select(PendingRequestRow).where(PendingRequestRow.state == PENDING_APPROVAL)
+            q = select(PendingRequestRow).where(PendingRequestRow.state.not_in(FINAL))
             if tenant is not None:
                 q = q.where(PendingRequestRow.tenant == tenant)
             rows = list(s.execute(q.order_by(PendingRequestRow.registered_at)).scalars())

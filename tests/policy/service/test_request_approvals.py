@@ -227,3 +227,15 @@ def test_signed_requests_close_and_are_audited(env: Setup) -> None:
     kinds = [r.kind for r in env.store.audit_log()[0]]
     assert kinds.count("signature") == 1 and kinds.count("approval") == 2
     assert kinds[-1] == "refusal" and "request" in kinds and "decision" in kinds
+
+
+def test_stale_requests_leave_the_approvers_list(env: Setup) -> None:
+    env.approvals.register(BIG, isig(BIG))
+    assert len(env.approvals.pending()) == 1
+    env.clock.now = T0 + 86_401  # older than the policy's request_max_age_seconds
+    st = env.approvals.status("acme", "big-1")
+    assert (st.state, st.code) == ("EXPIRED", "REQUEST_EXPIRED")
+    assert refused(env.decide, "alice", BIG, expires_at=T0 + 90_000) == "REQUEST_CLOSED"
+    assert env.approvals.pending() == []
+    future = req(request_id="f-1", created_at=env.clock.now + 301)
+    assert env.approvals.missing_approvals(future).code == "REQUEST_FROM_FUTURE"

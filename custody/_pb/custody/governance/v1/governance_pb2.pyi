@@ -60,6 +60,8 @@ class _RequestStateEnumTypeWrapper(google.protobuf.internal.enum_type_wrapper._E
     REQUEST_STATE_REJECTED: _RequestState.ValueType  # 4
     REQUEST_STATE_BLOCKED: _RequestState.ValueType  # 5
     REQUEST_STATE_SIGNED: _RequestState.ValueType  # 6
+    REQUEST_STATE_EXPIRED: _RequestState.ValueType  # 7
+    """older than the policy's request_max_age_seconds"""
 
 class RequestState(_RequestState, metaclass=_RequestStateEnumTypeWrapper): ...
 
@@ -71,6 +73,8 @@ REQUEST_STATE_ALLOWED: RequestState.ValueType  # 3
 REQUEST_STATE_REJECTED: RequestState.ValueType  # 4
 REQUEST_STATE_BLOCKED: RequestState.ValueType  # 5
 REQUEST_STATE_SIGNED: RequestState.ValueType  # 6
+REQUEST_STATE_EXPIRED: RequestState.ValueType  # 7
+"""older than the policy's request_max_age_seconds"""
 Global___RequestState: typing_extensions.TypeAlias = RequestState
 
 @typing.final
