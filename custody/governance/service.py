@@ -255,9 +255,12 @@ class GovernanceServicer(governance_pb2_grpc.GovernanceServiceServicer):
     def GetPolicy(
         self, request: pb.GetPolicyRequest, context: grpc.ServicerContext
     ) -> pb.PolicyVersion:
-        return self._run(
-            context, lambda _c: version_message(self.chain.version(request.number or None)), request
-        )
+        def go(_c: str) -> pb.PolicyVersion:
+            if request.number >= 1 << 63:
+                raise _invalid("INVALID_VERSION_NUMBER", "version numbers are below 2^63")
+            return version_message(self.chain.version(request.number or None))
+
+        return self._run(context, go, request)
 
     def ListPolicyVersions(
         self, request: pb.ListPolicyVersionsRequest, context: grpc.ServicerContext

@@ -93,6 +93,7 @@ def test_rollback_and_history(served: Served) -> None:
         assert [v.number for v in versions] == [1, 2, 3]
         assert versions[2].document == genesis_doc and versions[2].rollback_of == 1
         assert reason(c.version, 9)[0] == "POLICY_VERSION_NOT_FOUND"
+        assert reason(c.version, 2**64 - 1)[0] == "INVALID_VERSION_NUMBER"
 
 
 def test_approvers_approve_pending_requests_per_tenant(served: Served) -> None:
