@@ -28,7 +28,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from coincurve import PublicKey
+from coincurve import PublicKey, PublicKeyXOnly
 from eth_utils.crypto import keccak
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -424,14 +424,18 @@ class PaymentService:
 
 
 def _signature_ok(row: PaymentRow, key: KeyInfo, payload: bytes, result: SignedResult) -> bool:
-    """ECDSA: the signature recovers to the key (libsecp256k1). Taproot signatures are
-    verified by :func:`policy.payloads.bitcoin.assemble_witness` against the output key."""
+    """Check a signature before it is kept, with libsecp256k1: an ECDSA signature must
+    be low-s and recover to the key; a Taproot one must verify as BIP340 under the
+    spent output's key. A bad signature is never stored, so it cannot wedge a payment."""
     if len(result.signature) != 64:
         return False
     found = interpret("transfer", row.chain, row.asset, payload)
     if found.signing == "schnorr":
-        return True
-    if result.recovery_id not in (0, 1):
+        spend, index = btc.decode_payload(payload)
+        output_key = spend.prevouts[index].script_pubkey[2:]
+        return bool(PublicKeyXOnly(output_key).verify(result.signature, found.digest))
+    s_value = int.from_bytes(result.signature[32:], "big")
+    if result.recovery_id not in (0, 1) or not 0 < s_value <= eth.SECP256K1_ORDER // 2:
         return False
     try:
         recovered = PublicKey.from_signature_and_message(

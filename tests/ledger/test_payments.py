@@ -328,3 +328,46 @@ def test_concurrent_withdrawals_never_overdraw(store, provider) -> None:
     assert sorted(r.nonce for r in settled) == [0, 1, 2]  # type: ignore[attr-defined]
     assert store.balance(customer(TENANT, "alice", "ETH")) == 0
     _invariant(store)
+
+
+def test_bad_taproot_signature_releases_coins(store, provider) -> None:
+    key = key_of(provider, "schnorr-bip340")
+
+    class Liar(ThresholdProvider):
+        def sign(self, request):
+            good = super().sign(request)
+            return type(good)(good.signature[:63] + bytes([good.signature[63] ^ 1]))
+
+    txid = secrets.token_hex(32)
+    store.deposit_coin(
+        "c1",
+        TENANT,
+        "alice",
+        chain="bitcoin",
+        key_id=key,
+        path="m",
+        txid=txid,
+        vout=0,
+        amount=50_000,
+    )
+    store.deposit_coin(
+        "c2", TENANT, None, chain="bitcoin", key_id=key, path="m", txid=txid, vout=1, amount=5_000
+    )
+    spec = PaymentSpec(
+        payment_id="liar",
+        tenant=TENANT,
+        customer_id="alice",
+        key_id=key,
+        chain="bitcoin",
+        destination=BTC_DEST,
+        amount=10_000,
+    )
+    out = PaymentService(store, Liar(keys=provider.keys)).create(spec)
+    assert out.state == "RELEASED" and out.error_code == "SIGNATURE_INVALID"
+    assert store.balance(customer(TENANT, "alice", "BTC")) == 50_000
+    # the coin is free again: an honest signer spends it
+    again = PaymentService(store, _provider(provider)).create(
+        dataclasses.replace(spec, payment_id="honest")
+    )
+    assert again.state == "SETTLED"
+    _invariant(store)
