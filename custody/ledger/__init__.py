@@ -17,7 +17,7 @@ from custody.ledger.journal import (
     pending,
     wallet,
 )
-from custody.ledger.store import LedgerStore
+from custody.ledger.store import LedgerStore, liabilities_source
 
 __all__ = [
     "Account",
@@ -30,6 +30,7 @@ __all__ = [
     "customer",
     "equity",
     "fees",
+    "liabilities_source",
     "pending",
     "wallet",
 ]

@@ -11,7 +11,7 @@ withdrawal's balance check and its debit therefore see the same balance.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -19,6 +19,7 @@ from sqlalchemy import MetaData, event, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
+from custody.config import ClusterConfig
 from custody.ledger import journal
 from custody.ledger.journal import Account, Entry, Posted
 from custody.ledger.models import AccountRow, EntryRow, LedgerBase, LedgerHeadRow, LegRow
@@ -185,3 +186,17 @@ def _serialize_sqlite_writes(engine: Any) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
     engine.dispose()  # pooled connections were opened before these hooks
+
+
+def liabilities_source(config: ClusterConfig) -> Callable[[], list[tuple[str, str, int]]]:
+    """For ``custody.por.cli.make_por_app(ledger=liabilities_source)``: the current
+    liabilities of the cluster's ledger (in the coordinator's database)."""
+
+    def rows() -> list[tuple[str, str, int]]:
+        store = LedgerStore(config.coordinator_database_url())
+        try:
+            return store.liabilities()
+        finally:
+            store.engine.dispose()
+
+    return rows

@@ -12,7 +12,9 @@ from eth_account import Account
 from typer.testing import CliRunner
 
 from custody.config import ClusterConfig, NodeEntry
+from custody.ledger import liabilities_source
 from custody.payments import cli
+from custody.por.snapshot import load_liabilities
 from tests.ledger.conftest import key_of
 from tests.ledger.threshold import ThresholdProvider
 
@@ -88,6 +90,11 @@ def test_ethereum_payment_from_the_command_line(data_dir, provider) -> None:
     kinds = [e["kind"] for e in run(cli.ledger_app, "journal", "--data-dir", d)["entries"]]
     assert kinds == ["deposit", "fund", "reserve", "settle", "reserve", "release"]
     assert len(run(cli.payment_app, "outbox", "--data-dir", d)["outbox"]) == 1
+    # Proof of Reserves reads the same books (custody/por checks the namespacing)
+    rows = liabilities_source(ClusterConfig.load(d))()
+    assert rows == [("acme/main", "ETH", 2 * 10**18)]
+    table = load_liabilities(rows, ("acme", "globex"))
+    assert (table.assets, tuple(table.customer_ids)) == (("ETH",), ("acme/main",))
     # the other tenant sees none of it
     other = run(cli.ledger_app, "balance", "--data-dir", d, "--tenant", "globex")
     assert other["accounts"] == []
