@@ -5,6 +5,12 @@ Each process is started with the same interpreter, its JSON logs go to
 service answers SERVING over mTLS. ``cluster.json`` lists every process's
 name, pid and address while the cluster runs; stopping sends SIGTERM (then
 SIGKILL after a grace period) to every child and removes that file.
+
+Each node gets its token PIN as ``--pin-file`` (the development profile's PIN
+file) unless ``CUSTODY_NODE_<i>_HSM_PIN`` is set in the cluster's
+environment, which the node then reads. A node that refuses to start (wrong
+or missing PIN, missing token...) prints ``error CODE: message``; the
+:class:`ClusterError` repeats that line.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from custody.config import ClusterConfig
+from hsm.deployment import HsmDeployment, node_pin_env
 
 CLUSTER_FILE = "cluster.json"
 
@@ -35,6 +42,18 @@ class Process:
 
 class ClusterError(Exception):
     code = "CLUSTER_START_FAILED"
+
+
+def _refusal(logfile: Path) -> str:
+    """The ``error CODE: message`` line a process printed before exiting, if any."""
+    try:
+        lines = logfile.read_text(errors="replace").splitlines()
+    except FileNotFoundError:
+        return ""
+    for line in reversed(lines[-50:]):
+        if line.startswith("error "):
+            return line.removeprefix("error ")
+    return ""
 
 
 def _healthy(config: ClusterConfig, address: str, timeout: float = 1.0) -> bool:
@@ -60,14 +79,15 @@ class Cluster:
         self.env = {**os.environ, **(env or {})}
         d = str(config.data_dir)
         py = sys.executable
-        self.processes = [
-            Process(
-                n.name,
-                n.address,
-                [py, "-m", "signer_nodes.node.server", "--data-dir", d, "--node", str(n.node_id)],
-            )
-            for n in config.nodes
-        ]
+        deployment = HsmDeployment.load(config.data_dir)
+        self.processes = []
+        for n in config.nodes:
+            command = [py, "-m", "signer_nodes.node.server", "--data-dir", d]
+            command += ["--node", str(n.node_id)]
+            pin_file = deployment.dev_pin_file(deployment.node_label(n.node_id))
+            if not self.env.get(node_pin_env(n.node_id)) and pin_file is not None:
+                command += ["--pin-file", str(pin_file)]
+            self.processes.append(Process(n.name, n.address, command))
         self.processes.append(
             Process(
                 "coordinator",
@@ -91,25 +111,40 @@ class Cluster:
         log.close()
 
     def start(self, timeout: float = 30.0) -> None:
-        for p in self.processes:
-            self.start_process(p)
-        self.wait_healthy(self.processes, timeout)
+        """Start the nodes, then (once they serve) the coordinator, which talks
+        to the nodes as soon as it is up."""
+        nodes = [p for p in self.processes if p.name != "coordinator"]
+        try:
+            for group in (nodes, [self.process("coordinator")]):
+                for p in group:
+                    self.start_process(p)
+                self.wait_healthy(group, timeout)
+        except ClusterError:
+            self.stop()
+            raise
         self.write_state()
 
     def wait_healthy(self, processes: list[Process], timeout: float) -> None:
+        """Wait until every one of ``processes`` answers SERVING; ``ClusterError``
+        (after stopping the ones still pending) if one exits or time runs out."""
         deadline = time.monotonic() + timeout
         pending = list(processes)
         while pending:
             for p in list(pending):
                 assert p.popen is not None
                 if p.popen.poll() is not None:
-                    self.stop()
+                    self._stop(pending)
                     logfile = self.config.data_dir / "logs" / f"{p.name}.log"
-                    raise ClusterError(f"{p.name} exited with {p.popen.returncode}; see {logfile}")
+                    why = _refusal(logfile)
+                    raise ClusterError(
+                        f"{p.name} exited with {p.popen.returncode}"
+                        + (f" ({why})" if why else "")
+                        + f"; see {logfile}"
+                    )
                 if _healthy(self.config, p.address, timeout=0.5):
                     pending.remove(p)
             if pending and time.monotonic() > deadline:
-                self.stop()
+                self._stop(pending)
                 raise ClusterError(
                     f"not healthy after {timeout:.0f}s: {', '.join(p.name for p in pending)}"
                 )
@@ -147,11 +182,15 @@ class Cluster:
         self.write_state()
 
     def stop(self, grace: float = 5.0) -> None:
-        for p in self.processes:
+        self._stop(self.processes, grace)
+        (self.config.data_dir / CLUSTER_FILE).unlink(missing_ok=True)
+
+    def _stop(self, processes: list[Process], grace: float = 5.0) -> None:
+        for p in processes:
             if p.popen is not None and p.popen.poll() is None:
                 p.popen.terminate()
         deadline = time.monotonic() + grace
-        for p in self.processes:
+        for p in processes:
             if p.popen is None:
                 continue
             try:
@@ -159,7 +198,6 @@ class Cluster:
             except subprocess.TimeoutExpired:
                 p.popen.kill()
                 p.popen.wait()
-        (self.config.data_dir / CLUSTER_FILE).unlink(missing_ok=True)
 
     def __enter__(self) -> Cluster:
         self.start()

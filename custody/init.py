@@ -1,10 +1,13 @@
 """``custody init``: a complete local cluster configuration in one directory.
 
 Creates, atomically (built in a sibling temp dir, then renamed into place):
-the CA; per node a server certificate, an Ed25519/X25519 identity (sealed
-with the node's sealer) and its directory; the coordinator's server and
-client certificates; a client certificate per tenant; ``custody.json`` with
-free loopback ports.
+the CA; per node a server certificate, an Ed25519/X25519 identity (generated
+and sealed inside the node's HSM token, :mod:`custody.hsm_setup`) and its
+directory; the HSM deployment (``hsm.json``; by default SoftHSM2 tokens for
+every node and the backup key under ``hsm/``, with PIN files of mode 0600);
+the coordinator's server and client certificates; a client certificate per
+tenant; ``custody.json`` with free loopback ports. A failure leaves nothing:
+the tokens live inside the temp dir until the rename.
 """
 
 from __future__ import annotations
@@ -16,9 +19,10 @@ import tempfile
 from pathlib import Path
 
 from custody.config import CONFIG_FILE, ClusterConfig, ConfigError, NodeEntry
+from custody.governance.genesis import governance_root, init_governance
+from custody.hsm_setup import setup_hsm
 from custody.pki import COORDINATOR_CLIENT, CertificateAuthority
-from signer_nodes.node.sealing import FileSealer, SealContext
-from signer_nodes.wire.identity import NodeIdentity
+from hsm.deployment import HsmDeployment
 
 MAX_NODES = 15
 
@@ -43,7 +47,14 @@ def init_cluster(
     threshold: int,
     tenants: tuple[str, ...] = ("acme",),
     host: str = "127.0.0.1",
+    *,
+    hsm_config: Path | None = None,
 ) -> ClusterConfig:
+    """``hsm_config``: an ``hsm.json`` naming existing tokens of a vendor HSM
+    (PINs from ``CUSTODY_NODE_<i>_HSM_PIN`` / ``CUSTODY_BACKUP_HSM_PIN``);
+    default: the SoftHSM2 development profile. HSM failures raise
+    :class:`~custody.hsm_setup.HsmSetupError` (a ``ConfigError`` whose ``code``
+    is the HSM layer's, e.g. ``HSM_MODULE_NOT_FOUND``)."""
     data_dir = data_dir.resolve()
     if not 1 <= threshold <= nodes <= MAX_NODES:
         raise ConfigError(f"need 1 <= threshold <= nodes <= {MAX_NODES}")
@@ -58,18 +69,21 @@ def init_cluster(
     try:
         ca = CertificateAuthority.create()
         ca.save(staging / "ca")
-        entries = []
-        for i in range(1, nodes + 1):
-            node_dir = staging / f"node-{i}"
-            ca.issue(f"node-{i}", "node", node_dir, "server", server=True, client=False)
-            identity = NodeIdentity.generate(i)
-            sealer = FileSealer.open(node_dir / "seal.key")
-            blob = sealer.seal(identity.to_bytes(), SealContext(i, "node-identity", 0, "identity"))
-            (node_dir / "identity.sealed").write_bytes(blob)
-            pub = identity.public
-            entries.append(
-                NodeEntry(i, f"{host}:{free_port(host)}", pub.signing_key, pub.encryption_key)
+        node_ids = list(range(1, nodes + 1))
+        for i in node_ids:
+            ca.issue(
+                f"node-{i}", "node", staging / f"node-{i}", "server", server=True, client=False
             )
+        identities = setup_hsm(staging, node_ids, hsm_config=hsm_config)
+        entries = [
+            NodeEntry(
+                i,
+                f"{host}:{free_port(host)}",
+                identities[i].signing_key,
+                identities[i].encryption_key,
+            )
+            for i in node_ids
+        ]
         cdir = staging / "coordinator"
         ca.issue(COORDINATOR_CLIENT, "coordinator", cdir, "server", server=True, client=False)
         ca.issue(COORDINATOR_CLIENT, "coordinator", cdir, "client", server=False, client=True)
@@ -77,6 +91,12 @@ def init_cluster(
             ca.issue(
                 tenant, "tenant", staging / "tenants" / tenant, "client", server=False, client=True
             )
+        # Governance (dev profile): officer, initiator and approver keys and the starter
+        # policy signed by the officer quorum; every node and the coordinator pin genesis.
+        genesis = init_governance(governance_root(staging), tenants)
+        for i in node_ids:
+            genesis.install(staging / f"node-{i}")
+        genesis.install(cdir)
         config = ClusterConfig(
             staging, threshold, f"{host}:{free_port(host)}", tuple(entries), tuple(tenants)
         )
@@ -87,4 +107,5 @@ def init_cluster(
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+    HsmDeployment.load(data_dir)  # points the SoftHSM2 configuration at the final path
     return ClusterConfig.load(data_dir)

@@ -1,9 +1,19 @@
-"""The signer-node process: ``python -m signer_nodes.node.server --data-dir D --node I``.
+"""The signer-node process::
+
+    python -m signer_nodes.node.server --data-dir D --node I [--pin-file F | --pin-env VAR]
 
 Serves NodeService over mTLS (server certificate from the cluster CA; only a
 client certificate named ``coordinator`` may call NodeService), plus gRPC
 health checking and server reflection. Logs are structlog JSON lines on
 stderr carrying node, session and request ids, never secrets.
+
+Before anything else the node logs in to its PKCS#11 token (``hsm.json`` of
+the data dir names it) with the PIN from ``--pin-file``, ``--pin-env`` or, by
+default, the variable ``CUSTODY_NODE_<i>_HSM_PIN``, and unseals its identity
+key there. If that fails it does not start: it prints ``error CODE: message``
+(``HSM_PIN_MISSING``, ``HSM_PIN_INCORRECT``, ``HSM_TOKEN_NOT_FOUND``,
+``HSM_MODULE_NOT_FOUND``, ``SEALED_BLOB_INVALID``...) and exits with status
+:data:`EXIT_REFUSED`. The PIN itself is never logged or stored.
 """
 
 from __future__ import annotations
@@ -21,16 +31,32 @@ import grpc
 import structlog
 
 from custody._pb.custody.node.v1 import node_pb2, node_pb2_grpc
-from custody.config import ClusterConfig
+from custody.config import ClusterConfig, ConfigError
 from custody.logging import configure_logging
 from custody.pki import COORDINATOR_CLIENT
-from signer_nodes.node.sealing import FileSealer, SealContext
+from custody.sealed_files import identity_path, load_identity
+from hsm.config import PinSource
+from hsm.deployment import HsmDeployment
+from hsm.errors import HsmError
+from signer_nodes.mpc.errors import EncodingError
+from signer_nodes.node.sealing import HsmSealer, SealingError
+from signer_nodes.node.policy_state import PolicyState, PolicyStateError
 from signer_nodes.node.service import NodeServicer
 from signer_nodes.node.store import NodeStore
 from signer_nodes.serving import serve_mtls
 from signer_nodes.wire.identity import NodeIdentity
 
 SERVICE_NAME = node_pb2.DESCRIPTOR.services_by_name["NodeService"].full_name
+#: Exit status of a node that refuses to start (bad PIN, token, identity, config).
+EXIT_REFUSED = 3
+
+
+class StartupError(Exception):
+    """The node cannot start; ``code`` is stable, the message names no secret."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 def peer_common_names(context: grpc.ServicerContext) -> list[bytes]:
@@ -66,34 +92,58 @@ class CoordinatorOnly(grpc.ServerInterceptor):
         )
 
 
-def identity_path(config: ClusterConfig, node_id: int) -> Path:
-    return config.node_dir(node_id) / "identity.sealed"
+def open_sealer(config: ClusterConfig, node_id: int, pin: PinSource | None = None) -> HsmSealer:
+    """Log in to node ``node_id``'s token; ``pin`` defaults to ``CUSTODY_NODE_<i>_HSM_PIN``."""
+    deployment = HsmDeployment.load(config.data_dir)
+    pin = pin or deployment.node_pin(node_id, dev_fallback=False)
+    return HsmSealer.open(node_id, deployment.node_token(node_id, pin))
 
 
-def load_identity(config: ClusterConfig, node_id: int, sealer: FileSealer) -> NodeIdentity:
-    blob = identity_path(config, node_id).read_bytes()
-    return NodeIdentity.from_bytes(
-        sealer.unseal(blob, SealContext(node_id, "node-identity", 0, "identity"))
-    )
+def unseal_identity(config: ClusterConfig, node_id: int, sealer: HsmSealer) -> NodeIdentity:
+    """The node's identity key, unsealed in its token and checked against ``custody.json``."""
+    path = identity_path(config.data_dir, node_id)
+    try:
+        identity = load_identity(sealer, config.data_dir, node_id)
+    except FileNotFoundError:
+        raise StartupError(
+            "NODE_IDENTITY_MISSING", f"{path} not found (restore the node from a backup)"
+        ) from None
+    except EncodingError:
+        raise StartupError("NODE_IDENTITY_INVALID", f"{path} does not hold an identity") from None
+    if identity.public != config.node(node_id).public_identity:
+        raise StartupError(
+            "NODE_IDENTITY_MISMATCH",
+            f"node {node_id}: identity key does not match the cluster directory",
+        )
+    return identity
 
 
 def build_server(
-    config: ClusterConfig, node_id: int, *, max_workers: int = 16
+    config: ClusterConfig,
+    node_id: int,
+    *,
+    pin: PinSource | None = None,
+    max_workers: int = 16,
 ) -> tuple[grpc.Server, int]:
+    """Everything the node needs, or :class:`StartupError` / ``HsmError`` /
+    ``SealingError`` before anything listens."""
     entry = config.node(node_id)
     node_dir = config.node_dir(node_id)
-    sealer = FileSealer.open(node_dir / "seal.key")
-    identity = load_identity(config, node_id, sealer)
-    if identity.public != entry.public_identity:
-        raise SystemExit(f"node {node_id}: identity key does not match the cluster directory")
+    sealer = open_sealer(config, node_id, pin)
+    try:
+        identity = unseal_identity(config, node_id, sealer)
+    except BaseException:
+        sealer.close()
+        raise
     store = NodeStore(config.node_database_url(node_id))
+    policy = PolicyState.for_node(config.node_database_url(node_id), node_dir)
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=max_workers),
         interceptors=[CoordinatorOnly()],
         options=[("grpc.max_receive_message_length", 16 * 1024 * 1024)],
     )
     node_pb2_grpc.add_NodeServiceServicer_to_server(
-        NodeServicer(identity, config.directory, store, sealer), server
+        NodeServicer(identity, config.directory, store, sealer, policy), server
     )
     port = serve_mtls(
         server,
@@ -110,11 +160,28 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="signer-node")
     parser.add_argument("--data-dir", required=True)
     parser.add_argument("--node", type=int, required=True)
+    pin = parser.add_mutually_exclusive_group()
+    pin.add_argument("--pin-file", type=Path, help="file holding the token PIN")
+    pin.add_argument("--pin-env", help="environment variable holding the token PIN")
     args = parser.parse_args(argv)
     configure_logging(f"node-{args.node}")
     log = structlog.get_logger("signer_node")
-    config = ClusterConfig.load(args.data_dir)
-    server, port = build_server(config, args.node)
+    source = (
+        PinSource(file=args.pin_file)
+        if args.pin_file
+        else PinSource(env=args.pin_env)
+        if args.pin_env
+        else None
+    )
+    try:
+        config = ClusterConfig.load(args.data_dir)
+        server, port = build_server(config, args.node, pin=source)
+    except (StartupError, SealingError, ConfigError, HsmError, PolicyStateError) as exc:
+        code = str(exc.code)
+        message = exc.message if isinstance(exc, HsmError) else str(exc)
+        log.error("node_start_refused", node_id=args.node, code=code, error=message)
+        print(f"error {code}: {message}", file=sys.stderr, flush=True)
+        return EXIT_REFUSED
     server.start()
     log.info("node_serving", node_id=args.node, address=config.node(args.node).address, port=port)
     stop = threading.Event()
