@@ -23,6 +23,7 @@ from custody._pb.custody.v1 import custody_pb2_grpc
 from custody.coordinator.engine import Coordinator, SignInput
 from custody.coordinator.store import KeyRow, OperationRow, SignatureRequestRow
 from signer_nodes.grpc_errors import ServiceError, abort
+from signer_nodes.node.authorization import request_from_proto
 from signer_nodes.node.server import peer_common_names
 
 T = TypeVar("T")
@@ -41,6 +42,7 @@ STATE_TO_PROTO = {
     "SIGNING": pb.REQUEST_STATE_SIGNING,
     "SUCCEEDED": pb.REQUEST_STATE_SUCCEEDED,
     "FAILED": pb.REQUEST_STATE_FAILED,
+    "PENDING_APPROVAL": pb.REQUEST_STATE_PENDING_APPROVAL,
 }
 
 
@@ -68,6 +70,9 @@ def request_message(row: SignatureRequestRow) -> pb.SignatureRequest:
         error_code=row.error_code or "",
         error_message=row.error_message or "",
         signers=[int(x) for x in row.signers.split(",") if x],
+        signed_digest=row.signed_digest,
+        approval_requirement=row.requirement,
+        request_digest=row.request_digest,
     )
 
 
@@ -232,13 +237,25 @@ class CustodyServicer(custody_pb2_grpc.CustodyServiceServicer):
         self, request: pb.RequestSignatureRequest, context: grpc.ServicerContext
     ) -> pb.SignatureRequest:
         def go(tenant: str) -> pb.SignatureRequest:
-            kind = request.WhichOneof("payload")
-            if kind is None:
+            if not request.HasField("request"):
                 raise ServiceError(
-                    grpc.StatusCode.INVALID_ARGUMENT, "PAYLOAD_MISSING", "set digest or message"
+                    grpc.StatusCode.INVALID_ARGUMENT,
+                    "REQUEST_MISSING",
+                    "a signature request carries the structured request the initiator signed",
                 )
-            payload = request.digest if kind == "digest" else request.message
-            inp = SignInput(request.request_id, request.key_id, request.path, kind, payload)
+            if len(request.initiator_signature) != 64:
+                raise ServiceError(
+                    grpc.StatusCode.INVALID_ARGUMENT,
+                    "INITIATOR_SIGNATURE_INVALID",
+                    "initiator_signature is a 64-byte Ed25519 signature",
+                )
+            try:
+                signed = request_from_proto(request.request)
+            except ServiceError as err:
+                raise ServiceError(
+                    grpc.StatusCode.INVALID_ARGUMENT, "REQUEST_INVALID", err.message
+                ) from None
+            inp = SignInput(request.request_id, signed, request.initiator_signature)
             return request_message(self.coordinator.request_signature(tenant, inp))
 
         return self._run(context, go, request)

@@ -24,6 +24,7 @@ from custody.config import ClusterConfig
 from custody.coordinator.engine import Coordinator
 from custody.coordinator.nodes import NodeClients
 from custody.coordinator.store import CoordinatorStore
+from custody.governance.wiring import open_governance
 from custody.logging import configure_logging
 from signer_nodes.serving import serve_mtls
 
@@ -33,7 +34,19 @@ MAX_REQUEST_BYTES = 1 << 20
 
 def build_server(config: ClusterConfig) -> tuple[grpc.Server, Coordinator, int]:
     store = CoordinatorStore(config.coordinator_database_url())
-    coordinator = Coordinator(config, store, NodeClients(config))
+    holder: list[Coordinator] = []
+
+    def on_activated(_bundle: bytes) -> None:  # push the new version to every node
+        holder[0].background.submit(holder[0].push_policy)
+
+    governance = open_governance(
+        config.coordinator_database_url(),
+        config.coordinator_dir,
+        on_activated=on_activated,
+        on_request_changed=lambda status: holder[0].on_request_changed(status),
+    )
+    coordinator = Coordinator(config, store, NodeClients(config), governance)
+    holder.append(coordinator)
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=32),
         options=[("grpc.max_receive_message_length", MAX_REQUEST_BYTES)],
@@ -41,6 +54,7 @@ def build_server(config: ClusterConfig) -> tuple[grpc.Server, Coordinator, int]:
     custody_pb2_grpc.add_CustodyServiceServicer_to_server(
         CustodyServicer(coordinator, config.tenants), server
     )
+    governance_service = governance.add_to_server(server, config.tenants)
     cdir = config.coordinator_dir
     port = serve_mtls(
         server,
@@ -49,6 +63,7 @@ def build_server(config: ClusterConfig) -> tuple[grpc.Server, Coordinator, int]:
         key=(cdir / "server.key").read_bytes(),
         cert=(cdir / "server.pem").read_bytes(),
         ca=config.ca_cert.read_bytes(),
+        extra_services=(governance_service,),
     )
     return server, coordinator, port
 
@@ -62,6 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     config = ClusterConfig.load(args.data_dir)
     server, coordinator, port = build_server(config)
     server.start()
+    coordinator.background.submit(coordinator.push_policy)
     coordinator.resume()
     coordinator.start_health_monitor()
     metrics_address = config.metrics_address or os.environ.get("CUSTODY_METRICS_ADDRESS")

@@ -10,14 +10,23 @@ from grpc_reflection.v1alpha import reflection
 
 
 def serve_mtls(
-    server: grpc.Server, service_name: str, address: str, *, key: bytes, cert: bytes, ca: bytes
+    server: grpc.Server,
+    service_name: str,
+    address: str,
+    *,
+    key: bytes,
+    cert: bytes,
+    ca: bytes,
+    extra_services: tuple[str, ...] = (),
 ) -> int:
-    """Add health, reflection and a client-authenticated TLS port; returns the port."""
+    """Add health, reflection and a client-authenticated TLS port; returns the port.
+    ``extra_services``: further services on the same server (reflection, health)."""
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
         (
             service_name,
+            *extra_services,
             health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
             reflection.SERVICE_NAME,
         ),
@@ -28,5 +37,6 @@ def serve_mtls(
     )
     port = server.add_secure_port(address, credentials)
     health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
-    health_servicer.set(service_name, health_pb2.HealthCheckResponse.SERVING)
+    for name in (service_name, *extra_services):
+        health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     return port

@@ -8,7 +8,6 @@ signature shares, verifying each result before it is stored.
 from __future__ import annotations
 
 import functools
-import hashlib
 import itertools
 import secrets
 import threading
@@ -24,6 +23,7 @@ import structlog
 from sqlalchemy import select
 
 from custody import metrics
+from custody._pb.custody.governance.v1 import governance_pb2 as gpb
 from custody._pb.custody.node.v1 import node_pb2
 from custody.config import ClusterConfig
 from custody.coordinator.nodes import RPC_TIMEOUT, NodeClients
@@ -35,8 +35,13 @@ from custody.coordinator.store import (
     SignatureRequestRow,
     signer_set,
 )
+from custody.governance.errors import GovernanceRefused
+from custody.governance.wiring import Governance
+from policy.history import HistoryEntry
+from policy.payloads import PayloadError, interpret_request
+from policy.request import InitiatorSignature, SigningRequest
 from signer_nodes.grpc_errors import ServiceError, reason_of
-from signer_nodes.mpc.bip32 import InvalidPathError, parse_path
+from signer_nodes.mpc.bip32 import InvalidPathError
 from signer_nodes.mpc.dkls23 import PresignaturePublic, combine, derivation_tweak
 from signer_nodes.mpc.dkls23 import SignatureShare as EcdsaSignatureShare
 from signer_nodes.mpc.errors import InvalidSignatureShareError, MpcError, SignatureAbortError
@@ -50,6 +55,12 @@ from signer_nodes.mpc.frost import (
 )
 from signer_nodes.mpc.frost.ciphersuite import FROST_SECP256K1, Ciphersuite
 from signer_nodes.mpc.hd import derived_packages
+from signer_nodes.node.authorization import (
+    approval_to_proto,
+    entry_to_proto,
+    request_from_proto,
+    request_to_proto,
+)
 from signer_nodes.wire.secure import SealedEnvelope
 
 T = TypeVar("T")
@@ -77,21 +88,23 @@ class NodeCallFailed(Exception):
         super().__init__(f"node {node_id}: {self.reason}")
 
 
-def message_hash(payload_kind: str, payload: bytes) -> bytes:
-    """What an ECDSA key signs: a digest as given; a message hashed with SHA-256
-    (as coincurve/libsecp256k1 verify messages by default)."""
-    if payload_kind == "digest":
-        return payload
-    return hashlib.sha256(payload).digest()
+API_NAMES = {internal: api for api, internal in API_SCHEMES.items()}
+# Policy codes that mean "not yet": the request waits for approvers.
+WAITING_CODES = frozenset({"APPROVAL_MISSING", "APPROVAL_EXPIRED"})
+
+
+def path_string(path: tuple[int, ...]) -> str:
+    return "m" + "".join(f"/{i}" for i in path) if path else ""
 
 
 @dataclass(frozen=True, slots=True)
 class SignInput:
+    """A tenant's signing request: its API id, the structured request the initiator
+    signed (policy.request.SigningRequest) and the initiator's signature."""
+
     request_id: str
-    key_id: str
-    path: str
-    payload_kind: str
-    payload: bytes
+    request: SigningRequest
+    initiator_signature: bytes
 
 
 def _check_request_id(request_id: str) -> None:
@@ -103,9 +116,14 @@ def _check_request_id(request_id: str) -> None:
 
 class Coordinator:
     def __init__(
-        self, config: ClusterConfig, store: CoordinatorStore, clients: NodeClients
+        self,
+        config: ClusterConfig,
+        store: CoordinatorStore,
+        clients: NodeClients,
+        governance: Governance,
     ) -> None:
         self.config = config
+        self.governance = governance
         self.store = store
         self.clients = clients
         self.pool = ThreadPoolExecutor(
@@ -233,6 +251,7 @@ class Coordinator:
                 scheme=scheme,
                 parties=node_ids,
                 threshold=self.config.threshold,
+                tenant=tenant,
             )
             results = self.run_session(node_ids, start)
             aborted = {
@@ -382,34 +401,38 @@ class Coordinator:
             return self._request_locks[(tenant, request_id)]
 
     def request_signature(self, tenant: str, inp: SignInput) -> SignatureRequestRow:
+        """Accept a signed request (idempotent on request_id), pre-evaluate it under the
+        active policy, then sign it now or wait for approvals (PENDING_APPROVAL)."""
         _check_request_id(inp.request_id)
-        key = self.get_key(tenant, inp.key_id)
-        if inp.payload_kind == "digest" and len(inp.payload) != 32:
-            raise ServiceError(INVALID, "INVALID_DIGEST", "a digest is exactly 32 bytes")
-        if inp.payload_kind == "message" and not 0 < len(inp.payload) <= 65536:
-            raise ServiceError(INVALID, "INVALID_MESSAGE", "a message is 1 to 65536 bytes")
-        if inp.path:
-            try:
-                parse_path(inp.path)
-            except InvalidPathError as exc:
-                raise ServiceError(INVALID, exc.code, str(exc)) from None
-            if key.scheme == "frost-ed25519":
-                raise ServiceError(
-                    INVALID,
-                    "BIP32_INVALID_PATH",
-                    "BIP32 derivation is defined for secp256k1 keys only",
-                )
+        req = inp.request
+        if req.tenant != tenant or req.request_id != f"{tenant}:{inp.request_id}":
+            raise ServiceError(
+                INVALID,
+                "REQUEST_MISMATCH",
+                "the signed request must name the caller's tenant and '<tenant>:<request_id>'",
+            )
+        key = self.get_key(tenant, req.key_id)
+        path = path_string(req.derivation_path)
+        if path and key.scheme == "frost-ed25519":
+            raise ServiceError(
+                INVALID, "BIP32_INVALID_PATH", "BIP32 derivation is defined for secp256k1 keys only"
+            )
+        signer_key = KEY_SUITES[key.scheme].serialize_public_key(
+            self._public_package(key, path).group_public_key
+        )
+        try:
+            found = interpret_request(req, key_scheme=API_NAMES[key.scheme], signer_key=signer_key)
+        except PayloadError as exc:
+            raise ServiceError(INVALID, exc.code.value, str(exc)) from None
+        encoded = request_to_proto(req).SerializeToString(deterministic=True)
         with self._lock_for(tenant, inp.request_id):
             with self.store.transaction() as s:
                 row = s.get(SignatureRequestRow, (tenant, inp.request_id))
                 if row is not None:
-                    same = (row.key_id, row.path, row.payload_kind, row.payload) == (
-                        inp.key_id,
-                        inp.path,
-                        inp.payload_kind,
-                        inp.payload,
-                    )
-                    if not same:
+                    if (row.signing_request, row.initiator_signature) != (
+                        encoded,
+                        inp.initiator_signature,
+                    ):
                         raise ServiceError(
                             grpc.StatusCode.ALREADY_EXISTS,
                             "REQUEST_ID_REUSED",
@@ -419,17 +442,69 @@ class Coordinator:
                     row = SignatureRequestRow(
                         tenant=tenant,
                         request_id=inp.request_id,
-                        key_id=inp.key_id,
-                        path=inp.path,
-                        payload_kind=inp.payload_kind,
-                        payload=inp.payload,
+                        key_id=req.key_id,
+                        path=path,
+                        payload_kind=req.request_type.value,
+                        payload=req.payload,
+                        signing_request=encoded,
+                        initiator_signature=inp.initiator_signature,
+                        request_digest=req.digest(),
+                        signed_digest=found.digest,
+                        taproot_merkle_root=found.taproot_merkle_root,
                     )
                     s.add(row)
                 s.flush()
                 s.expunge(row)
             if row.state in FINAL:
                 return row
+            return self._decide_and_sign(row, key)
+
+    def _decide_and_sign(self, row: SignatureRequestRow, key: KeyRow) -> SignatureRequestRow:
+        """Register the request with governance (checks the initiator), then sign it
+        if the policy allows it with the approvals it has, wait if approvals are
+        missing, or fail it with the policy's reason."""
+        req = request_from_proto(gpb.SigningRequest.FromString(row.signing_request))
+        try:
+            signature = InitiatorSignature(
+                initiator=req.initiator, signature=row.initiator_signature
+            )
+            status = self.governance.approvals.register(req, signature)
+        except ValueError as exc:
+            return self._fail(row, "INITIATOR_SIGNATURE_INVALID", str(exc))
+        except GovernanceRefused as exc:
+            return self._fail(row, exc.code, str(exc))
+        if status.code is None:
             return self._sign(row, key)
+        if status.code in WAITING_CODES:
+            with self.store.transaction() as s:
+                current = s.get(SignatureRequestRow, (row.tenant, row.request_id))
+                assert current is not None
+                current.state = "PENDING_APPROVAL"
+                current.requirement = status.requirement or ""
+                current.error_code = status.code
+                current.error_message = status.detail or ""
+                s.flush()
+                s.expunge(current)
+                return current
+        return self._fail(row, status.code, status.detail or status.code)
+
+    def _fail(self, row: SignatureRequestRow, code: str, message: str) -> SignatureRequestRow:
+        log.info("signature_refused", request_id=row.request_id, code=code)
+        return self.store.finish_request(
+            row.tenant, row.request_id, state="FAILED", error_code=code, error_message=message
+        )
+
+    def on_request_changed(self, status: Any) -> None:
+        """Governance callback: an approval arrived; sign if the request is now allowed."""
+        if status.code is not None:
+            return
+        tenant, _, request_id = status.request.request_id.partition(":")
+        try:
+            row = self.get_request(tenant, request_id)
+        except ServiceError:
+            return
+        if row.state == "PENDING_APPROVAL":
+            self.background.submit(self._resume_one, row)
 
     def get_request(self, tenant: str, request_id: str) -> SignatureRequestRow:
         with self.store.transaction() as s:
@@ -562,6 +637,97 @@ class Coordinator:
 
     # -- signing ----------------------------------------------------------------
 
+    def _authorizations(
+        self, row: SignatureRequestRow, signers: list[int] | tuple[int, ...]
+    ) -> tuple[dict[int, node_pb2.Authorization], SigningRequest]:
+        """What each signer checks (policy/authorize.py): the signed request, the
+        approvals, the active policy version, the other signers' signed history
+        reports (policy.exchange) and the coordinator's account of the window.
+        Raises NodeCallFailed if a signer does not report."""
+        proto_request = gpb.SigningRequest.FromString(row.signing_request)
+        req = request_from_proto(proto_request)
+        digest = row.request_digest
+        reports = self._fan_out(
+            {
+                i: functools.partial(
+                    self.clients.stub(i).GetHistoryReport,
+                    node_pb2.GetHistoryReportRequest(request_digest=digest),
+                    timeout=RPC_TIMEOUT,
+                )
+                for i in signers
+            }
+        )
+        approvals = self.governance.approvals
+        state = approvals.chain.active()
+        window = state.policy.document.max_velocity_window
+        now = int(time.time())
+        # The coordinator's account: what it recorded, plus signatures the signers report
+        # that it has not recorded yet (in flight on another thread when it asked).
+        view = {
+            e.request_id: entry_to_proto(e)
+            for e in approvals.coordinator_view(req.tenant, now - window - 60)
+        }
+        for report in reports.values():
+            for entry in report.entries:
+                if entry.tenant == req.tenant:
+                    view.setdefault(entry.request_id, entry)
+        stored = [approval_to_proto(a) for a in approvals.approvals_for(req.tenant, req.request_id)]
+        return {
+            i: node_pb2.Authorization(
+                request=proto_request,
+                initiator_signature=row.initiator_signature,
+                approvals=stored,
+                policy_version_id=state.version_id,
+                reports=[reports[j] for j in signers if j != i],
+                coordinator_view=list(view.values()),
+                signing_set=list(signers),
+            )
+            for i in signers
+        }, req
+
+    def push_policy(self, _bundle: bytes | None = None) -> None:
+        """Bring every reachable node to the coordinator's active policy version: ask
+        each for its active number and send the signed bundles after it. Nodes verify
+        each bundle against their own chain and officer set (policy_state.py)."""
+        for n in self.config.nodes:
+            stub = self.clients.stub(n.node_id)
+            try:
+                have = stub.ActivatePolicy(node_pb2.ActivatePolicyRequest(), timeout=RPC_TIMEOUT)
+                bundles = self.governance.chain.bundles_since(have.active_number)
+                if bundles:
+                    done = stub.ActivatePolicy(
+                        node_pb2.ActivatePolicyRequest(bundles=bundles), timeout=RPC_TIMEOUT
+                    )
+                    log.info("policy_pushed", node_id=n.node_id, number=done.active_number)
+            except grpc.RpcError as exc:
+                log.warning(
+                    "policy_push_failed",
+                    node_id=n.node_id,
+                    reason=reason_of(exc) or exc.code().name,
+                )
+
+    def _record_signed(self, req: SigningRequest) -> None:
+        try:
+            self.governance.approvals.record_signed(HistoryEntry.for_request(req, int(time.time())))
+        except GovernanceRefused as exc:  # pragma: no cover - ids are checked at intake
+            log.error("history_record_failed", request_id=req.request_id, code=exc.code)
+
+    def _node_refused(
+        self, row: SignatureRequestRow, node_id: int, exc: grpc.RpcError
+    ) -> tuple[str, str]:
+        """Classify a failed SignShare: (error code, message) for the request."""
+        reason = reason_of(exc) or exc.code().name
+        if exc.code() == grpc.StatusCode.UNAVAILABLE:
+            return "UNAVAILABLE", f"node {node_id}: {reason}"
+        if exc.code() == grpc.StatusCode.PERMISSION_DENIED:
+            if reason == "POLICY_VERSION_MISMATCH":  # a lagging node: catch it up for the retry
+                self.background.submit(self.push_policy)
+            self.governance.approvals.record_refusal(
+                row.tenant, f"{row.tenant}:{row.request_id}", reason, node_id=node_id
+            )
+            return reason, f"node {node_id} refused: {exc.details()}"
+        return "NODE_REFUSED", f"node {node_id}: {reason}"
+
     def _sign(self, row: SignatureRequestRow, key: KeyRow) -> SignatureRequestRow:
         started = time.perf_counter()
         with structlog.contextvars.bound_contextvars(request_id=row.request_id, key_id=key.key_id):
@@ -595,7 +761,7 @@ class Coordinator:
         tweak = 0
         if row.path not in ("", "m"):
             tweak, _ = derivation_tweak(root.group_public_key, root.chain_code, row.path)
-        digest = message_hash(row.payload_kind, row.payload)
+        digest = row.signed_digest
         derived_pk = KEY_SUITES[key.scheme].serialize_public_key(
             self._public_package(key, row.path).group_public_key
         )
@@ -651,6 +817,12 @@ class Coordinator:
                 continue
             presignature_id, signers, public_bytes = reserved
             public = PresignaturePublic.from_bytes(public_bytes)
+            try:
+                auths, req = self._authorizations(row, signers)
+            except NodeCallFailed as exc:
+                excluded.add(exc.node_id)
+                last_error = ("UNAVAILABLE", str(exc))
+                continue
             node_request_id = f"{row.tenant}/{row.request_id}/{attempts}"
             requests = {
                 i: node_pb2.SignShareRequest(
@@ -659,6 +831,7 @@ class Coordinator:
                     nonce_id=presignature_id,
                     derivation_path=row.path,
                     message_hash=digest,
+                    authorization=auths[i],
                 )
                 for i in signers
             }
@@ -669,15 +842,12 @@ class Coordinator:
                     shares[i] = EcdsaSignatureShare.from_bytes(fut.result())
                 except grpc.RpcError as exc:
                     excluded.add(i)
-                    reason = reason_of(exc) or exc.code().name
-                    last_error = (
-                        "UNAVAILABLE"
-                        if exc.code() == grpc.StatusCode.UNAVAILABLE
-                        else "NODE_REFUSED",
-                        f"node {i}: {reason}",
-                    )
+                    last_error = self._node_refused(row, i, exc)
                     log.warning(
-                        "node_failed_to_sign", request_id=row.request_id, node_id=i, reason=reason
+                        "node_failed_to_sign",
+                        request_id=row.request_id,
+                        node_id=i,
+                        reason=last_error[0],
                     )
                 except MpcError:
                     excluded.add(i)
@@ -705,6 +875,7 @@ class Coordinator:
                 key_id=row.key_id,
                 signers=list(signers),
             )
+            self._record_signed(req)
             done = self.store.finish_request(
                 row.tenant,
                 row.request_id,
@@ -764,8 +935,15 @@ class Coordinator:
                 if len(chosen) < needed:
                     continue
             signers = sorted(chosen)
+            try:
+                auths, req = self._authorizations(row, signers)
+            except NodeCallFailed as exc:
+                excluded.add(exc.node_id)
+                last_error = ("UNAVAILABLE", str(exc))
+                continue
             commitments = tuple(SigningCommitments.decode(suite, chosen[i][1]) for i in signers)
-            package = SigningPackage(commitments, row.payload)
+            tweak = row.taproot_merkle_root if key.scheme == "frost-bip340" else None
+            package = SigningPackage(commitments, row.signed_digest, tweak)
             encoded = package.encode(suite)
             node_request_id = f"{row.tenant}/{row.request_id}/{attempts}"
             requests = {
@@ -775,6 +953,7 @@ class Coordinator:
                     signing_package=encoded,
                     nonce_id=chosen[i][0],
                     derivation_path=row.path,
+                    authorization=auths[i],
                 )
                 for i in signers
             }
@@ -785,15 +964,12 @@ class Coordinator:
                     shares.append(SignatureShare.decode(suite, fut.result()))
                 except grpc.RpcError as exc:
                     excluded.add(i)
-                    reason = reason_of(exc) or exc.code().name
-                    last_error = (
-                        "UNAVAILABLE"
-                        if exc.code() == grpc.StatusCode.UNAVAILABLE
-                        else "NODE_REFUSED",
-                        f"node {i}: {reason}",
-                    )
+                    last_error = self._node_refused(row, i, exc)
                     log.warning(
-                        "node_failed_to_sign", request_id=row.request_id, node_id=i, reason=reason
+                        "node_failed_to_sign",
+                        request_id=row.request_id,
+                        node_id=i,
+                        reason=last_error[0],
                     )
                 except MpcError:
                     excluded.add(i)
@@ -816,10 +992,12 @@ class Coordinator:
                 )
                 metrics.record_aborts("frost-sign", sorted(exc.culprits))
                 continue
-            pk = suite.serialize_public_key(derived_public.group_public_key)
+            verifying_key = suite.tweak_public_key(derived_public.group_public_key, tweak)
+            pk = suite.serialize_public_key(verifying_key)
             log.info(
                 "signature_created", request_id=row.request_id, key_id=row.key_id, signers=signers
             )
+            self._record_signed(req)
             done = self.store.finish_request(
                 row.tenant,
                 row.request_id,
@@ -884,7 +1062,7 @@ class Coordinator:
             if current.state in FINAL:
                 return
             try:
-                self._sign(current, self.get_key(row.tenant, row.key_id))
+                self._decide_and_sign(current, self.get_key(row.tenant, row.key_id))
             except ServiceError as err:
                 self.store.finish_request(
                     row.tenant,

@@ -2,7 +2,7 @@
 signature requests as a persisted state machine, and the nonce commitments
 each node has prepared.
 
-Request states: PENDING -> SIGNING -> SUCCEEDED | FAILED. A request is stored
+Request states: PENDING [-> PENDING_APPROVAL] -> SIGNING -> SUCCEEDED | FAILED. A request is stored
 before any node is contacted, so a restarted coordinator finds every accepted
 request and resumes or fails it. Pool entries move unused -> reserved (for one
 request attempt) -> used; an entry handed to a node is never offered again,
@@ -73,8 +73,16 @@ class SignatureRequestRow(Base):
     request_id: Mapped[str] = mapped_column(String(160), primary_key=True)
     key_id: Mapped[str] = mapped_column(String(64), index=True)
     path: Mapped[str] = mapped_column(String(256), default="")
-    payload_kind: Mapped[str] = mapped_column(String(16))  # digest | message
-    payload: Mapped[bytes] = mapped_column(LargeBinary)
+    payload_kind: Mapped[str] = mapped_column(String(32))  # the policy request type
+    payload: Mapped[bytes] = mapped_column(LargeBinary)  # the structured payload
+    # The SigningRequest (custody.governance.v1 protobuf) the initiator signed, its signature,
+    # the digest it commits to, and what the payload says to sign.
+    signing_request: Mapped[bytes] = mapped_column(LargeBinary, default=b"")
+    initiator_signature: Mapped[bytes] = mapped_column(LargeBinary, default=b"")
+    request_digest: Mapped[bytes] = mapped_column(LargeBinary, default=b"")
+    signed_digest: Mapped[bytes] = mapped_column(LargeBinary, default=b"")
+    taproot_merkle_root: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    requirement: Mapped[str] = mapped_column(String(512), default="")
     state: Mapped[str] = mapped_column(String(16), default="PENDING", index=True)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     signers: Mapped[str] = mapped_column(String(256), default="")

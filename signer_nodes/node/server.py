@@ -39,8 +39,8 @@ from hsm.config import PinSource
 from hsm.deployment import HsmDeployment
 from hsm.errors import HsmError
 from signer_nodes.mpc.errors import EncodingError
-from signer_nodes.node.sealing import HsmSealer, SealingError
 from signer_nodes.node.policy_state import PolicyState, PolicyStateError
+from signer_nodes.node.sealing import HsmSealer, SealingError
 from signer_nodes.node.service import NodeServicer
 from signer_nodes.node.store import NodeStore
 from signer_nodes.serving import serve_mtls

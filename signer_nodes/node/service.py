@@ -10,14 +10,18 @@ from __future__ import annotations
 import hashlib
 import secrets
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import grpc
 import structlog
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from sqlalchemy.orm import Session
 
 from custody._pb.custody.node.v1 import node_pb2, node_pb2_grpc
+from policy.request import valid_identifier
 from signer_nodes.grpc_errors import ServiceError, abort
 from signer_nodes.mpc.bip32 import InvalidPathError
 from signer_nodes.mpc.dkg import DkgOutput, DkgParty
@@ -41,8 +45,11 @@ from signer_nodes.mpc.frost import (
     sign,
 )
 from signer_nodes.mpc.frost.ciphersuite import Ciphersuite
+from signer_nodes.mpc.groups import SECP256K1
 from signer_nodes.mpc.hd import derived_packages
 from signer_nodes.mpc.session import SESSION_ID_LEN, RoundBasedParty
+from signer_nodes.node.authorization import Authorized, authorize_signing, report_to_proto
+from signer_nodes.node.policy_state import PolicyState, PolicyStateError
 from signer_nodes.node.sealing import SealContext, Sealer, SealingError
 from signer_nodes.node.store import NodeStore, StoreError
 from signer_nodes.wire.identity import NodeDirectory, NodeIdentity
@@ -68,6 +75,7 @@ class _Session:
     epoch: int
     # Persists the output (sealed) and returns the extra fields of the final update.
     on_finish: Callable[[_Session, object], node_pb2.SessionUpdate]
+    tenant: str = ""  # DKG: the owner of the new key
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -109,9 +117,20 @@ def _check_key_id(key_id: str) -> None:
 
 class NodeServicer(node_pb2_grpc.NodeServiceServicer):
     def __init__(
-        self, identity: NodeIdentity, directory: NodeDirectory, store: NodeStore, sealer: Sealer
+        self,
+        identity: NodeIdentity,
+        directory: NodeDirectory,
+        store: NodeStore,
+        sealer: Sealer,
+        policy: PolicyState,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.identity = identity
+        self.policy = policy
+        self.clock = clock
+        self.node_keys = {
+            i: Ed25519PublicKey.from_public_bytes(directory[i].signing_key) for i in directory.ids()
+        }
         self.node_id = identity.node_id
         self.directory = directory
         self.store = store
@@ -212,7 +231,14 @@ class NodeServicer(node_pb2_grpc.NodeServiceServicer):
             share_bytes = output.key_package.to_bytes()
             public = output.public_key_package.to_bytes()
         sealed = self.sealer.seal(share_bytes, self._ctx(session.key_id, session.epoch, "share"))
-        self.store.save_key(session.key_id, session.scheme, sealed, public, epoch=session.epoch)
+        self.store.save_key(
+            session.key_id,
+            session.scheme,
+            sealed,
+            public,
+            epoch=session.epoch,
+            tenant=session.tenant,
+        )
         log.info(
             "key_share_stored", key_id=session.key_id, epoch=session.epoch, node_id=self.node_id
         )
@@ -267,11 +293,13 @@ class NodeServicer(node_pb2_grpc.NodeServiceServicer):
                     grpc.StatusCode.ALREADY_EXISTS, "KEY_EXISTS", "this node already holds that key"
                 )
             core: RoundBasedParty
+            if not valid_identifier(request.tenant):
+                raise ServiceError(INVALID, "INVALID_TENANT", "a new key names its tenant")
             if scheme == ECDSA:
                 core = KeygenParty(sid, self.node_id, parties, request.threshold)
             else:
                 core = DkgParty(_suite(scheme), sid, self.node_id, parties, request.threshold)
-            return _Session(kind, key_id, scheme, core, 0, self._store_key_output)
+            return _Session(kind, key_id, scheme, core, 0, self._store_key_output, request.tenant)
         if kind == node_pb2.SESSION_KIND_REFRESH:
             if self._loaded(key_id).scheme != scheme:
                 raise ServiceError(INVALID, "SCHEME_MISMATCH", "refresh with another scheme")
@@ -451,6 +479,62 @@ class NodeServicer(node_pb2_grpc.NodeServiceServicer):
         except ServiceError as err:
             abort(context, err)
 
+    def _authorize(
+        self,
+        request: node_pb2.SignShareRequest,
+        scheme: str,
+        signer_key: bytes,
+        signing_set: list[int],
+    ) -> Authorized:
+        if self.node_id not in signing_set:
+            raise ServiceError(INVALID, "INVALID_PARTIES", "this node is not in the signing set")
+        row = self.store.load_key(request.key_id)
+        authorized = authorize_signing(
+            policy=self.policy,
+            node_id=self.node_id,
+            node_keys=self.node_keys,
+            message=request.authorization,
+            key_id=request.key_id,
+            key_scheme=scheme,
+            key_tenant=row.tenant,
+            derivation_path=request.derivation_path,
+            signer_key=signer_key,
+            signing_set=signing_set,
+            now=int(self.clock()),
+        )
+        return authorized
+
+    def GetHistoryReport(
+        self, request: node_pb2.GetHistoryReportRequest, context: grpc.ServicerContext
+    ) -> node_pb2.HistoryReport:
+        try:
+            if len(request.request_digest) != 32:
+                raise ServiceError(INVALID, "INVALID_DIGEST", "a request digest is 32 bytes")
+            report = self.policy.report(
+                self.identity.private_signing_key,
+                self.node_id,
+                request.request_digest,
+                int(self.clock()),
+            )
+            return report_to_proto(report)
+        except PolicyStateError as exc:
+            abort(context, ServiceError(grpc.StatusCode.FAILED_PRECONDITION, exc.code, str(exc)))
+        except ServiceError as err:
+            abort(context, err)
+
+    def ActivatePolicy(
+        self, request: node_pb2.ActivatePolicyRequest, context: grpc.ServicerContext
+    ) -> node_pb2.ActivatePolicyResponse:
+        try:
+            state = self.policy.activate_chain(list(request.bundles))
+        except PolicyStateError as exc:
+            log.warning("policy_refused", code=exc.code, node_id=self.node_id)
+            abort(context, ServiceError(grpc.StatusCode.FAILED_PRECONDITION, exc.code, str(exc)))
+        log.info("policy_active", number=state.number, node_id=self.node_id)
+        return node_pb2.ActivatePolicyResponse(
+            active_number=state.number, active_version_id=state.version_id
+        )
+
     def _replayed(self, request_id: str, digest: bytes) -> bytes | None:
         """The share already released for this exact request (an idempotent retry)."""
         previous = self.store.sign_record(request_id)
@@ -470,7 +554,11 @@ class NodeServicer(node_pb2_grpc.NodeServiceServicer):
         digest: bytes,
         expected: bytes | None,
         compute_share: Callable[[bytes], bytes],
+        authorized: Authorized,
     ) -> bytes:
+        def record(session: Session) -> None:
+            self.policy.record_authorization(session, authorized.authorization)
+
         try:
             return self.store.sign_with_nonce(
                 request_id=request.request_id,
@@ -479,6 +567,7 @@ class NodeServicer(node_pb2_grpc.NodeServiceServicer):
                 package_digest=digest,
                 expected_commitments=expected,
                 compute_share=compute_share,
+                record=record,
             )
         except StoreError as exc:
             if exc.reason == "REQUEST_ALREADY_SIGNED":
@@ -513,13 +602,29 @@ class NodeServicer(node_pb2_grpc.NodeServiceServicer):
             raise ServiceError(INVALID, "INVALID_SIGNING_PACKAGE", str(exc)) from None
         digest = self._request_digest(request, request.signing_package)
         derived_key = self._derived(request.key_id, epoch, key, public, request.derivation_path)
+        scheme = self._loaded(request.key_id).scheme
+        authorized = self._authorize(
+            request,
+            scheme,
+            suite.serialize_public_key(derived_key.group_public_key),
+            [c.identifier for c in package.commitments],
+        )
+        wanted = authorized.interpretation
+        if package.message != wanted.digest or (
+            scheme == "frost-bip340" and package.tweak != wanted.taproot_merkle_root
+        ):
+            raise ServiceError(
+                grpc.StatusCode.PERMISSION_DENIED,
+                "SIGNING_INPUT_MISMATCH",
+                "the signing package is not what the request's payload says to sign",
+            )
         nonce_ctx = self._ctx(f"{request.key_id}/{request.nonce_id}", epoch, "nonce")
 
         def compute_share(sealed_nonces: bytes) -> bytes:
             nonces = SigningNonces.from_bytes(suite, self.sealer.unseal(sealed_nonces, nonce_ctx))
             return sign(suite, package, nonces, derived_key).encode(suite)
 
-        return self._consume(request, digest, own.encode(suite), compute_share)
+        return self._consume(request, digest, own.encode(suite), compute_share, authorized)
 
     def _ecdsa_share(self, request: node_pb2.SignShareRequest) -> bytes:
         """DKLs23 final step (Protocol 3.6, round 3 values) with a pool presignature.
@@ -540,11 +645,24 @@ class NodeServicer(node_pb2_grpc.NodeServiceServicer):
                 )
             except InvalidPathError as exc:
                 raise ServiceError(INVALID, exc.code, str(exc)) from None
+        derived_pk = key_share.group_public_key + SECP256K1.base_mult(tweak)
+        signers = [int(x) for x in request.authorization.signing_set]
+        authorized = self._authorize(
+            request, ECDSA, SECP256K1.serialize_element(derived_pk), signers
+        )
+        if request.message_hash != authorized.interpretation.digest:
+            raise ServiceError(
+                grpc.StatusCode.PERMISSION_DENIED,
+                "SIGNING_INPUT_MISMATCH",
+                "the hash to sign is not what the request's payload says to sign",
+            )
         ctx = self._ctx(f"{request.key_id}/{request.nonce_id}", epoch, "presignature")
         message_hash = bytes(request.message_hash)
 
         def compute_share(sealed: bytes) -> bytes:
             presignature = Presignature.from_bytes(self.sealer.unseal(sealed, ctx))
+            if set(presignature.public.signers) != set(signers):
+                raise LocalMisuseError("the presignature was made for another signing set")
             return signature_share(presignature, key_share, message_hash, tweak=tweak).to_bytes()
 
-        return self._consume(request, digest, None, compute_share)
+        return self._consume(request, digest, None, compute_share, authorized)

@@ -25,7 +25,7 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from signer_nodes.db import TransactionalStore, utcnow
 
@@ -38,6 +38,7 @@ class KeyShareRow(Base):
     __tablename__ = "key_shares"
     key_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     scheme: Mapped[str] = mapped_column(String(32))
+    tenant: Mapped[str] = mapped_column(String(128), default="")  # the key's owner (policy)
     epoch: Mapped[int] = mapped_column(Integer, default=0)
     sealed_key_package: Mapped[bytes] = mapped_column(LargeBinary)
     public_key_package: Mapped[bytes] = mapped_column(LargeBinary)
@@ -83,8 +84,16 @@ class NodeStore(TransactionalStore):
     # -- keys ------------------------------------------------------------------
 
     def save_key(
-        self, key_id: str, scheme: str, sealed: bytes, public: bytes, epoch: int = 0
+        self,
+        key_id: str,
+        scheme: str,
+        sealed: bytes,
+        public: bytes,
+        epoch: int = 0,
+        tenant: str = "",
     ) -> None:
+        """Store a new key (``tenant`` set at DKG) or a refreshed share of one (newer epoch;
+        the tenant is kept)."""
         with self.transaction() as s:
             row = s.get(KeyShareRow, key_id)
             if row is None:
@@ -92,6 +101,7 @@ class NodeStore(TransactionalStore):
                     KeyShareRow(
                         key_id=key_id,
                         scheme=scheme,
+                        tenant=tenant,
                         epoch=epoch,
                         sealed_key_package=sealed,
                         public_key_package=public,
@@ -142,6 +152,7 @@ class NodeStore(TransactionalStore):
         package_digest: bytes,
         expected_commitments: bytes | None,
         compute_share: Callable[[bytes], bytes],
+        record: Callable[[Session], None] | None = None,
     ) -> bytes:
         """In one transaction: refuse a used nonce or one whose commitments are
         not those in the signing package; mark it consumed and erase its
@@ -149,7 +160,8 @@ class NodeStore(TransactionalStore):
         the node's history. The caller releases the share only after this
         commit, so a share never leaves for a nonce that could be used again.
         If ``compute_share`` raises, nothing was released and the transaction
-        rolls back."""
+        rolls back. ``record`` adds the policy history entry in the same
+        transaction, so history and consumption commit together or not at all."""
         with self.transaction() as s:
             if s.get(SignRecordRow, request_id) is not None:
                 raise StoreError(
@@ -180,6 +192,8 @@ class NodeStore(TransactionalStore):
                     "NONCE_ALREADY_USED", f"pool nonce {nonce_id} was consumed concurrently"
                 )
             share = compute_share(sealed)
+            if record is not None:
+                record(s)
             s.add(
                 SignRecordRow(
                     request_id=request_id,

@@ -77,6 +77,12 @@ class NodeIdentity:
         return self._signing.sign(data)
 
     @property
+    def private_signing_key(self) -> Ed25519PrivateKey:
+        """For signers that need the key object (policy history heads, which are
+        domain-separated from envelopes by their own tag)."""
+        return self._signing
+
+    @property
     def decryption_key(self) -> X25519PrivateKey:
         return self._encryption
 

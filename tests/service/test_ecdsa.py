@@ -13,11 +13,14 @@ from coincurve.ecdsa import cdata_to_der, deserialize_compact
 from py_ecc.secp256k1 import secp256k1
 from sqlalchemy import select
 
-from custody._pb.custody.node.v1 import node_pb2, node_pb2_grpc
+from custody._pb.custody.node.v1 import node_pb2
 from custody._pb.custody.v1 import custody_pb2 as pb
 from custody.coordinator.store import CoordinatorStore, PresignatureRow
+from policy.payloads.messages import message_digest
+from policy.request import RequestType, sign_request
 from signer_nodes.grpc_errors import reason_of
 from signer_nodes.node.store import NodeStore, NonceRow
+from tests.service.lying import authorizations, node_stub
 
 N = secp256k1.N
 
@@ -39,17 +42,6 @@ def key(acme) -> pb.Key:
     return acme.create_key("ecdsa-secp256k1")
 
 
-def _node_stub(running, node_id: int) -> tuple[grpc.Channel, node_pb2_grpc.NodeServiceStub]:
-    cdir = running.config.coordinator_dir
-    creds = grpc.ssl_channel_credentials(
-        running.config.ca_cert.read_bytes(),
-        (cdir / "client.key").read_bytes(),
-        (cdir / "client.pem").read_bytes(),
-    )
-    channel = grpc.secure_channel(running.config.node(node_id).address, creds)
-    return channel, node_pb2_grpc.NodeServiceStub(channel)
-
-
 def test_keygen_gives_a_compressed_secp256k1_key(acme, key) -> None:
     assert key.scheme == pb.SCHEME_ECDSA_SECP256K1
     assert len(key.public_key) == 33 and key.public_key[0] in (2, 3)
@@ -63,14 +55,10 @@ def test_sign_digest_and_message(acme, key) -> None:
     assert r.state == pb.REQUEST_STATE_SUCCEEDED and len(r.signers) == 2
     assert r.public_key == key.public_key
     verify_ecdsa(key.public_key, digest, r.signature, r.recovery_id)
-    # A message is hashed with SHA-256 (what coincurve verifies by default).
+    # A message is signed as its domain-separated digest (policy/payloads/messages.py).
     m = acme.sign(key.key_id, message=b"hello custody")
-    assert PublicKey(key.public_key).verify(
-        cdata_to_der(deserialize_compact(m.signature)), b"hello custody"
-    )
-    verify_ecdsa(
-        key.public_key, hashlib.sha256(b"hello custody").digest(), m.signature, m.recovery_id
-    )
+    assert m.signed_digest == message_digest(b"hello custody")
+    verify_ecdsa(key.public_key, m.signed_digest, m.signature, m.recovery_id)
 
 
 def test_derived_key_signs_under_derive(acme, key) -> None:
@@ -105,20 +93,35 @@ def test_presignature_is_single_use_at_the_node(running, acme, key) -> None:
         )
         assert used is not None
         presignature_id, signer = used.presignature_id, int(used.signers.split(",")[0])
+        s.expunge(used)
     store.engine.dispose()
     node_store = NodeStore(running.config.node_database_url(signer))
     with node_store.transaction() as s:
         row = s.get(NonceRow, presignature_id)
         assert row is not None and row.state == "consumed" and row.sealed_nonces is None
     node_store.engine.dispose()
-    channel, stub = _node_stub(running, signer)
+    # A fresh, properly signed and authorized request, but the used presignature.
+    rid = f"replay-{uuid.uuid4().hex}"
+    request = acme.build_request(
+        key.key_id,
+        request_type=RequestType.RAW_DIGEST,
+        chain="none",
+        asset="none",
+        payload=b"\x03" * 32,
+        request_id=rid,
+    )
+    signature = sign_request(acme._initiator_key, acme.initiator, request).signature
+    signers = [int(x) for x in used.signers.split(",")]
+    auth = authorizations(running, request, signature, signers)[signer]
+    channel, stub = node_stub(running, signer)
     with channel, pytest.raises(grpc.RpcError) as err:
         stub.SignShare(
             node_pb2.SignShareRequest(
-                request_id=f"replay-{uuid.uuid4().hex}",
+                request_id=f"acme/{rid}/1",
                 key_id=key.key_id,
                 nonce_id=presignature_id,
                 message_hash=b"\x03" * 32,
+                authorization=auth,
             )
         )
     assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
@@ -126,7 +129,7 @@ def test_presignature_is_single_use_at_the_node(running, acme, key) -> None:
 
 
 def test_ecdsa_key_refuses_frost_nonces(running, key) -> None:
-    channel, stub = _node_stub(running, 1)
+    channel, stub = node_stub(running, 1)
     with channel, pytest.raises(grpc.RpcError) as err:
         stub.PrepareNonces(node_pb2.PrepareNoncesRequest(key_id=key.key_id, count=1))
     assert reason_of(err.value) == "WRONG_SCHEME"

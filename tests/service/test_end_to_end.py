@@ -15,7 +15,10 @@ from custody._pb.custody.v1 import custody_pb2 as pb
 from custody.client import CustodyClient, OperationFailed
 from custody.cluster import CLUSTER_FILE
 from custody.pki import CertificateAuthority
+from policy.payloads.messages import message_digest
+from policy.request import RequestType, sign_request
 from signer_nodes.grpc_errors import reason_of
+from signer_nodes.node.authorization import request_to_proto
 
 
 def verify(scheme: str, public_key: bytes, message: bytes, signature: bytes) -> bool:
@@ -46,7 +49,12 @@ def test_keygen_and_signing_verify_independently(acme, keys, scheme) -> None:
         result = acme.sign(key.key_id, message=payload)
         assert result.state == pb.REQUEST_STATE_SUCCEEDED and len(result.signers) == 2
         assert result.public_key == key.public_key
-        assert verify(scheme, key.public_key, payload, result.signature)
+        # A message is signed as its domain-separated digest (policy/payloads/messages.py).
+        assert result.signed_digest == message_digest(payload)
+        assert verify(scheme, key.public_key, result.signed_digest, result.signature)
+    raw = acme.sign(key.key_id, digest=b"\x11" * 32)
+    assert raw.signed_digest == b"\x11" * 32
+    assert verify(scheme, key.public_key, b"\x11" * 32, raw.signature)
 
 
 def test_derived_key_signature_matches_derive(acme, keys) -> None:
@@ -119,43 +127,55 @@ def test_tenant_certificate_cannot_call_nodes(running) -> None:
     assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED
 
 
+def _signed(acme, key_id: str, rid: str, **changes):
+    """A signature request as the client builds it, with fields changed after signing."""
+    request = acme.build_request(
+        key_id,
+        request_type=RequestType.RAW_DIGEST,
+        chain="none",
+        asset="none",
+        payload=bytes(32),
+        request_id=rid,
+    )
+    signature = sign_request(acme._initiator_key, acme.initiator, request).signature
+    message = request_to_proto(request)
+    api_id = changes.pop("api_id", rid)
+    for name, value in changes.items():
+        if name == "signature":
+            signature = value
+        elif name == "derivation_path":
+            message.derivation_path[:] = value
+        else:
+            setattr(message, name, value)
+    return pb.RequestSignatureRequest(
+        request_id=api_id, request=message, initiator_signature=signature
+    )
+
+
 @pytest.mark.parametrize(
     ("build", "reason"),
     [
-        (
-            lambda k: pb.RequestSignatureRequest(
-                request_id="r-" + uuid.uuid4().hex, key_id=k, digest=b"short"
-            ),
-            "INVALID_DIGEST",
-        ),
-        (
-            lambda k: pb.RequestSignatureRequest(
-                request_id="bad id with spaces", key_id=k, message=b"x"
-            ),
-            "INVALID_REQUEST_ID",
-        ),
-        (
-            lambda k: pb.RequestSignatureRequest(request_id="r-" + uuid.uuid4().hex, key_id=k),
-            "PAYLOAD_MISSING",
-        ),
-        (
-            lambda k: pb.RequestSignatureRequest(
-                request_id="r-" + uuid.uuid4().hex, key_id=k, message=b"x" * 70000
-            ),
-            "INVALID_MESSAGE",
-        ),
-        (
-            lambda k: pb.RequestSignatureRequest(
-                request_id="r-" + uuid.uuid4().hex, key_id=k, message=b"x", path="m/0'"
-            ),
-            "BIP32_INVALID_PATH",
-        ),
+        (lambda a, k, r: _signed(a, k, r, payload=b"short"), "PAYLOAD_INVALID"),
+        (lambda a, k, r: _signed(a, k, r, api_id="bad id with spaces"), "INVALID_REQUEST_ID"),
+        (lambda a, k, r: pb.RequestSignatureRequest(request_id=r), "REQUEST_MISSING"),
+        (lambda a, k, r: _signed(a, k, r, request_id="other:x"), "REQUEST_MISMATCH"),
+        (lambda a, k, r: _signed(a, k, r, amount="lots"), "REQUEST_INVALID"),
+        (lambda a, k, r: _signed(a, k, r, derivation_path=[1 << 31]), "REQUEST_INVALID"),
+        (lambda a, k, r: _signed(a, k, r, signature=b"x"), "INITIATOR_SIGNATURE_INVALID"),
     ],
-    ids=["short-digest", "bad-request-id", "no-payload", "oversized", "hardened-path"],
+    ids=[
+        "short-digest",
+        "bad-request-id",
+        "no-request",
+        "foreign-request-id",
+        "bad-amount",
+        "hardened-path",
+        "short-signature",
+    ],
 )
 def test_bad_requests_get_invalid_argument_and_write_nothing(acme, keys, build, reason) -> None:
     key = keys["schnorr-bip340"]
-    request = build(key.key_id)
+    request = build(acme, key.key_id, "r-" + uuid.uuid4().hex)
     with pytest.raises(grpc.RpcError) as err:
         acme.stub.RequestSignature(request)
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT

@@ -12,6 +12,8 @@ from sqlalchemy import select
 from custody._pb.custody.v1 import custody_pb2 as pb
 from custody.client import OperationFailed
 from custody.coordinator.store import CoordinatorStore, PoolNonceRow, SignatureRequestRow
+from policy.request import RequestType, sign_request
+from signer_nodes.node.authorization import request_to_proto
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +28,7 @@ def test_node_killed_then_restarted(running, acme, key) -> None:
             msg = f"while node-1 is down {i}".encode()
             r = acme.sign(key.key_id, message=msg)
             assert 1 not in r.signers
-            assert PublicKeyXOnly(key.public_key).verify(r.signature, msg)
+            assert PublicKeyXOnly(key.public_key).verify(r.signature, r.signed_digest)
     finally:
         running.cluster.restart("node-1")
     # The restarted node kept its share and signs again.
@@ -34,7 +36,7 @@ def test_node_killed_then_restarted(running, acme, key) -> None:
         r = acme.sign(key.key_id, message=b"after restart")
         if 1 in r.signers:
             break
-    assert PublicKeyXOnly(key.public_key).verify(r.signature, b"after restart")
+    assert PublicKeyXOnly(key.public_key).verify(r.signature, r.signed_digest)
 
 
 def test_fewer_than_t_nodes_fail_with_unavailable(running, acme, key) -> None:
@@ -58,14 +60,28 @@ def test_coordinator_restart_resumes_accepted_requests(running, acme, key) -> No
     pending_id, signing_id = f"p-{uuid.uuid4().hex}", f"s-{uuid.uuid4().hex}"
     with store.transaction() as s:
         for rid, state in ((pending_id, "PENDING"), (signing_id, "SIGNING")):
+            signed = acme.build_request(
+                key.key_id,
+                request_type=RequestType.RAW_DIGEST,
+                chain="none",
+                asset="none",
+                payload=b"\x07" * 32,
+                request_id=rid,
+            )
             s.add(
                 SignatureRequestRow(
                     tenant="acme",
                     request_id=rid,
                     key_id=key.key_id,
                     path="",
-                    payload_kind="digest",
+                    payload_kind="raw_digest",
                     payload=b"\x07" * 32,
+                    signing_request=request_to_proto(signed).SerializeToString(),
+                    initiator_signature=sign_request(
+                        acme._initiator_key, acme.initiator, signed
+                    ).signature,
+                    request_digest=signed.digest(),
+                    signed_digest=b"\x07" * 32,
                     state=state,
                 )
             )

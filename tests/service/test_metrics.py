@@ -38,7 +38,7 @@ def test_requests_signatures_pools_and_node_health_are_exported(running, acme) -
             samples,
             "custody_api_requests_total",
             method="RequestSignature",
-            outcome="INVALID_DIGEST",
+            outcome="PAYLOAD_INVALID",
         )
         >= 1
     )

@@ -22,47 +22,48 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from custody._pb.custody.governance.v1 import governance_pb2 as custody_dot_governance_dot_v1_dot_governance__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18\x63ustody/v1/custody.proto\x12\ncustody.v1\"J\n\x10\x43reateKeyRequest\x12\"\n\x06scheme\x18\x01 \x01(\x0e\x32\x12.custody.v1.Scheme\x12\x12\n\nrequest_id\x18\x02 \x01(\t\"\x9f\x01\n\x03Key\x12\x0e\n\x06key_id\x18\x01 \x01(\t\x12\"\n\x06scheme\x18\x02 \x01(\x0e\x32\x12.custody.v1.Scheme\x12\x12\n\npublic_key\x18\x03 \x01(\x0c\x12\x11\n\tthreshold\x18\x04 \x01(\r\x12\x14\n\x0cparticipants\x18\x05 \x01(\r\x12\x12\n\nchain_code\x18\x06 \x01(\x0c\x12\x13\n\x0b\x63reate_time\x18\x07 \x01(\t\"\xae\x01\n\tOperation\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04\x64one\x18\x02 \x01(\x08\x12\x1c\n\x03key\x18\x03 \x01(\x0b\x32\x0f.custody.v1.Key\x12\x12\n\nerror_code\x18\x04 \x01(\t\x12\x15\n\rerror_message\x18\x05 \x01(\t\x12\r\n\x05stage\x18\x06 \x01(\t\x12\x15\n\rprogress_done\x18\x07 \x01(\r\x12\x16\n\x0eprogress_total\x18\x08 \x01(\r\"#\n\x13GetOperationRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"=\n\x14WaitOperationRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x17\n\x0ftimeout_seconds\x18\x02 \x01(\x01\"\x1f\n\rGetKeyRequest\x12\x0e\n\x06key_id\x18\x01 \x01(\t\"\x11\n\x0fListKeysRequest\"1\n\x10ListKeysResponse\x12\x1d\n\x04keys\x18\x01 \x03(\x0b\x32\x0f.custody.v1.Key\"0\n\x10\x44\x65riveKeyRequest\x12\x0e\n\x06key_id\x18\x01 \x01(\t\x12\x0c\n\x04path\x18\x02 \x01(\t\"R\n\nDerivedKey\x12\x0e\n\x06key_id\x18\x01 \x01(\t\x12\x0c\n\x04path\x18\x02 \x01(\t\x12\x12\n\npublic_key\x18\x03 \x01(\x0c\x12\x12\n\nchain_code\x18\x04 \x01(\x0c\"{\n\x17RequestSignatureRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0e\n\x06key_id\x18\x02 \x01(\t\x12\x0c\n\x04path\x18\x03 \x01(\t\x12\x10\n\x06\x64igest\x18\x04 \x01(\x0cH\x00\x12\x11\n\x07message\x18\x05 \x01(\x0cH\x00\x42\t\n\x07payload\"\xe5\x01\n\x10SignatureRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0e\n\x06key_id\x18\x02 \x01(\t\x12\x0c\n\x04path\x18\x03 \x01(\t\x12\'\n\x05state\x18\x04 \x01(\x0e\x32\x18.custody.v1.RequestState\x12\x11\n\tsignature\x18\x05 \x01(\x0c\x12\x12\n\npublic_key\x18\x06 \x01(\x0c\x12\x13\n\x0brecovery_id\x18\x07 \x01(\x05\x12\x12\n\nerror_code\x18\x08 \x01(\t\x12\x15\n\rerror_message\x18\t \x01(\t\x12\x0f\n\x07signers\x18\n \x03(\r\"0\n\x1aGetSignatureRequestRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\"J\n\x1bWaitSignatureRequestRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x17\n\x0ftimeout_seconds\x18\x02 \x01(\x01*q\n\x06Scheme\x12\x16\n\x12SCHEME_UNSPECIFIED\x10\x00\x12\x1a\n\x16SCHEME_ECDSA_SECP256K1\x10\x01\x12\x18\n\x14SCHEME_EDDSA_ED25519\x10\x02\x12\x19\n\x15SCHEME_SCHNORR_BIP340\x10\x03*\x9a\x01\n\x0cRequestState\x12\x1d\n\x19REQUEST_STATE_UNSPECIFIED\x10\x00\x12\x19\n\x15REQUEST_STATE_PENDING\x10\x01\x12\x19\n\x15REQUEST_STATE_SIGNING\x10\x02\x12\x1b\n\x17REQUEST_STATE_SUCCEEDED\x10\x03\x12\x18\n\x14REQUEST_STATE_FAILED\x10\x04\x32\xb7\x05\n\x0e\x43ustodyService\x12@\n\tCreateKey\x12\x1c.custody.v1.CreateKeyRequest\x1a\x15.custody.v1.Operation\x12\x46\n\x0cGetOperation\x12\x1f.custody.v1.GetOperationRequest\x1a\x15.custody.v1.Operation\x12H\n\rWaitOperation\x12 .custody.v1.WaitOperationRequest\x1a\x15.custody.v1.Operation\x12\x34\n\x06GetKey\x12\x19.custody.v1.GetKeyRequest\x1a\x0f.custody.v1.Key\x12\x45\n\x08ListKeys\x12\x1b.custody.v1.ListKeysRequest\x1a\x1c.custody.v1.ListKeysResponse\x12\x41\n\tDeriveKey\x12\x1c.custody.v1.DeriveKeyRequest\x1a\x16.custody.v1.DerivedKey\x12U\n\x10RequestSignature\x12#.custody.v1.RequestSignatureRequest\x1a\x1c.custody.v1.SignatureRequest\x12[\n\x13GetSignatureRequest\x12&.custody.v1.GetSignatureRequestRequest\x1a\x1c.custody.v1.SignatureRequest\x12]\n\x14WaitSignatureRequest\x12\'.custody.v1.WaitSignatureRequestRequest\x1a\x1c.custody.v1.SignatureRequestb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18\x63ustody/v1/custody.proto\x12\ncustody.v1\x1a&custody/governance/v1/governance.proto\"J\n\x10\x43reateKeyRequest\x12\"\n\x06scheme\x18\x01 \x01(\x0e\x32\x12.custody.v1.Scheme\x12\x12\n\nrequest_id\x18\x02 \x01(\t\"\x9f\x01\n\x03Key\x12\x0e\n\x06key_id\x18\x01 \x01(\t\x12\"\n\x06scheme\x18\x02 \x01(\x0e\x32\x12.custody.v1.Scheme\x12\x12\n\npublic_key\x18\x03 \x01(\x0c\x12\x11\n\tthreshold\x18\x04 \x01(\r\x12\x14\n\x0cparticipants\x18\x05 \x01(\r\x12\x12\n\nchain_code\x18\x06 \x01(\x0c\x12\x13\n\x0b\x63reate_time\x18\x07 \x01(\t\"\xae\x01\n\tOperation\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04\x64one\x18\x02 \x01(\x08\x12\x1c\n\x03key\x18\x03 \x01(\x0b\x32\x0f.custody.v1.Key\x12\x12\n\nerror_code\x18\x04 \x01(\t\x12\x15\n\rerror_message\x18\x05 \x01(\t\x12\r\n\x05stage\x18\x06 \x01(\t\x12\x15\n\rprogress_done\x18\x07 \x01(\r\x12\x16\n\x0eprogress_total\x18\x08 \x01(\r\"#\n\x13GetOperationRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"=\n\x14WaitOperationRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x17\n\x0ftimeout_seconds\x18\x02 \x01(\x01\"\x1f\n\rGetKeyRequest\x12\x0e\n\x06key_id\x18\x01 \x01(\t\"\x11\n\x0fListKeysRequest\"1\n\x10ListKeysResponse\x12\x1d\n\x04keys\x18\x01 \x03(\x0b\x32\x0f.custody.v1.Key\"0\n\x10\x44\x65riveKeyRequest\x12\x0e\n\x06key_id\x18\x01 \x01(\t\x12\x0c\n\x04path\x18\x02 \x01(\t\"R\n\nDerivedKey\x12\x0e\n\x06key_id\x18\x01 \x01(\t\x12\x0c\n\x04path\x18\x02 \x01(\t\x12\x12\n\npublic_key\x18\x03 \x01(\x0c\x12\x12\n\nchain_code\x18\x04 \x01(\x0c\"\x82\x01\n\x17RequestSignatureRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x36\n\x07request\x18\x02 \x01(\x0b\x32%.custody.governance.v1.SigningRequest\x12\x1b\n\x13initiator_signature\x18\x03 \x01(\x0c\"\xb2\x02\n\x10SignatureRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0e\n\x06key_id\x18\x02 \x01(\t\x12\x0c\n\x04path\x18\x03 \x01(\t\x12\'\n\x05state\x18\x04 \x01(\x0e\x32\x18.custody.v1.RequestState\x12\x11\n\tsignature\x18\x05 \x01(\x0c\x12\x12\n\npublic_key\x18\x06 \x01(\x0c\x12\x13\n\x0brecovery_id\x18\x07 \x01(\x05\x12\x12\n\nerror_code\x18\x08 \x01(\t\x12\x15\n\rerror_message\x18\t \x01(\t\x12\x0f\n\x07signers\x18\n \x03(\r\x12\x15\n\rsigned_digest\x18\x0b \x01(\x0c\x12\x1c\n\x14\x61pproval_requirement\x18\x0c \x01(\t\x12\x16\n\x0erequest_digest\x18\r \x01(\x0c\"0\n\x1aGetSignatureRequestRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\"J\n\x1bWaitSignatureRequestRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x17\n\x0ftimeout_seconds\x18\x02 \x01(\x01*q\n\x06Scheme\x12\x16\n\x12SCHEME_UNSPECIFIED\x10\x00\x12\x1a\n\x16SCHEME_ECDSA_SECP256K1\x10\x01\x12\x18\n\x14SCHEME_EDDSA_ED25519\x10\x02\x12\x19\n\x15SCHEME_SCHNORR_BIP340\x10\x03*\xbe\x01\n\x0cRequestState\x12\x1d\n\x19REQUEST_STATE_UNSPECIFIED\x10\x00\x12\x19\n\x15REQUEST_STATE_PENDING\x10\x01\x12\x19\n\x15REQUEST_STATE_SIGNING\x10\x02\x12\x1b\n\x17REQUEST_STATE_SUCCEEDED\x10\x03\x12\x18\n\x14REQUEST_STATE_FAILED\x10\x04\x12\"\n\x1eREQUEST_STATE_PENDING_APPROVAL\x10\x05\x32\xb7\x05\n\x0e\x43ustodyService\x12@\n\tCreateKey\x12\x1c.custody.v1.CreateKeyRequest\x1a\x15.custody.v1.Operation\x12\x46\n\x0cGetOperation\x12\x1f.custody.v1.GetOperationRequest\x1a\x15.custody.v1.Operation\x12H\n\rWaitOperation\x12 .custody.v1.WaitOperationRequest\x1a\x15.custody.v1.Operation\x12\x34\n\x06GetKey\x12\x19.custody.v1.GetKeyRequest\x1a\x0f.custody.v1.Key\x12\x45\n\x08ListKeys\x12\x1b.custody.v1.ListKeysRequest\x1a\x1c.custody.v1.ListKeysResponse\x12\x41\n\tDeriveKey\x12\x1c.custody.v1.DeriveKeyRequest\x1a\x16.custody.v1.DerivedKey\x12U\n\x10RequestSignature\x12#.custody.v1.RequestSignatureRequest\x1a\x1c.custody.v1.SignatureRequest\x12[\n\x13GetSignatureRequest\x12&.custody.v1.GetSignatureRequestRequest\x1a\x1c.custody.v1.SignatureRequest\x12]\n\x14WaitSignatureRequest\x12\'.custody.v1.WaitSignatureRequestRequest\x1a\x1c.custody.v1.SignatureRequestb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'custody.v1.custody_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_SCHEME']._serialized_start=1275
-  _globals['_SCHEME']._serialized_end=1388
-  _globals['_REQUESTSTATE']._serialized_start=1391
-  _globals['_REQUESTSTATE']._serialized_end=1545
-  _globals['_CREATEKEYREQUEST']._serialized_start=40
-  _globals['_CREATEKEYREQUEST']._serialized_end=114
-  _globals['_KEY']._serialized_start=117
-  _globals['_KEY']._serialized_end=276
-  _globals['_OPERATION']._serialized_start=279
-  _globals['_OPERATION']._serialized_end=453
-  _globals['_GETOPERATIONREQUEST']._serialized_start=455
-  _globals['_GETOPERATIONREQUEST']._serialized_end=490
-  _globals['_WAITOPERATIONREQUEST']._serialized_start=492
-  _globals['_WAITOPERATIONREQUEST']._serialized_end=553
-  _globals['_GETKEYREQUEST']._serialized_start=555
-  _globals['_GETKEYREQUEST']._serialized_end=586
-  _globals['_LISTKEYSREQUEST']._serialized_start=588
-  _globals['_LISTKEYSREQUEST']._serialized_end=605
-  _globals['_LISTKEYSRESPONSE']._serialized_start=607
-  _globals['_LISTKEYSRESPONSE']._serialized_end=656
-  _globals['_DERIVEKEYREQUEST']._serialized_start=658
-  _globals['_DERIVEKEYREQUEST']._serialized_end=706
-  _globals['_DERIVEDKEY']._serialized_start=708
-  _globals['_DERIVEDKEY']._serialized_end=790
-  _globals['_REQUESTSIGNATUREREQUEST']._serialized_start=792
-  _globals['_REQUESTSIGNATUREREQUEST']._serialized_end=915
-  _globals['_SIGNATUREREQUEST']._serialized_start=918
-  _globals['_SIGNATUREREQUEST']._serialized_end=1147
-  _globals['_GETSIGNATUREREQUESTREQUEST']._serialized_start=1149
-  _globals['_GETSIGNATUREREQUESTREQUEST']._serialized_end=1197
-  _globals['_WAITSIGNATUREREQUESTREQUEST']._serialized_start=1199
-  _globals['_WAITSIGNATUREREQUESTREQUEST']._serialized_end=1273
-  _globals['_CUSTODYSERVICE']._serialized_start=1548
-  _globals['_CUSTODYSERVICE']._serialized_end=2243
+  _globals['_SCHEME']._serialized_start=1400
+  _globals['_SCHEME']._serialized_end=1513
+  _globals['_REQUESTSTATE']._serialized_start=1516
+  _globals['_REQUESTSTATE']._serialized_end=1706
+  _globals['_CREATEKEYREQUEST']._serialized_start=80
+  _globals['_CREATEKEYREQUEST']._serialized_end=154
+  _globals['_KEY']._serialized_start=157
+  _globals['_KEY']._serialized_end=316
+  _globals['_OPERATION']._serialized_start=319
+  _globals['_OPERATION']._serialized_end=493
+  _globals['_GETOPERATIONREQUEST']._serialized_start=495
+  _globals['_GETOPERATIONREQUEST']._serialized_end=530
+  _globals['_WAITOPERATIONREQUEST']._serialized_start=532
+  _globals['_WAITOPERATIONREQUEST']._serialized_end=593
+  _globals['_GETKEYREQUEST']._serialized_start=595
+  _globals['_GETKEYREQUEST']._serialized_end=626
+  _globals['_LISTKEYSREQUEST']._serialized_start=628
+  _globals['_LISTKEYSREQUEST']._serialized_end=645
+  _globals['_LISTKEYSRESPONSE']._serialized_start=647
+  _globals['_LISTKEYSRESPONSE']._serialized_end=696
+  _globals['_DERIVEKEYREQUEST']._serialized_start=698
+  _globals['_DERIVEKEYREQUEST']._serialized_end=746
+  _globals['_DERIVEDKEY']._serialized_start=748
+  _globals['_DERIVEDKEY']._serialized_end=830
+  _globals['_REQUESTSIGNATUREREQUEST']._serialized_start=833
+  _globals['_REQUESTSIGNATUREREQUEST']._serialized_end=963
+  _globals['_SIGNATUREREQUEST']._serialized_start=966
+  _globals['_SIGNATUREREQUEST']._serialized_end=1272
+  _globals['_GETSIGNATUREREQUESTREQUEST']._serialized_start=1274
+  _globals['_GETSIGNATUREREQUESTREQUEST']._serialized_end=1322
+  _globals['_WAITSIGNATUREREQUESTREQUEST']._serialized_start=1324
+  _globals['_WAITSIGNATUREREQUESTREQUEST']._serialized_end=1398
+  _globals['_CUSTODYSERVICE']._serialized_start=1709
+  _globals['_CUSTODYSERVICE']._serialized_end=2404
 # @@protoc_insertion_point(module_scope)

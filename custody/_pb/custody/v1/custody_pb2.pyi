@@ -7,6 +7,7 @@ certificates; the certificate's subject common name is the tenant id.
 
 import builtins
 import collections.abc
+import custody._pb.custody.governance.v1.governance_pb2
 import google.protobuf.descriptor
 import google.protobuf.internal.containers
 import google.protobuf.internal.enum_type_wrapper
@@ -51,6 +52,8 @@ class _RequestStateEnumTypeWrapper(google.protobuf.internal.enum_type_wrapper._E
     REQUEST_STATE_SIGNING: _RequestState.ValueType  # 2
     REQUEST_STATE_SUCCEEDED: _RequestState.ValueType  # 3
     REQUEST_STATE_FAILED: _RequestState.ValueType  # 4
+    REQUEST_STATE_PENDING_APPROVAL: _RequestState.ValueType  # 5
+    """waiting for approvers (GovernanceService)"""
 
 class RequestState(_RequestState, metaclass=_RequestStateEnumTypeWrapper): ...
 
@@ -59,6 +62,8 @@ REQUEST_STATE_PENDING: RequestState.ValueType  # 1
 REQUEST_STATE_SIGNING: RequestState.ValueType  # 2
 REQUEST_STATE_SUCCEEDED: RequestState.ValueType  # 3
 REQUEST_STATE_FAILED: RequestState.ValueType  # 4
+REQUEST_STATE_PENDING_APPROVAL: RequestState.ValueType  # 5
+"""waiting for approvers (GovernanceService)"""
 Global___RequestState: typing_extensions.TypeAlias = RequestState
 
 @typing.final
@@ -282,31 +287,28 @@ class RequestSignatureRequest(google.protobuf.message.Message):
     DESCRIPTOR: google.protobuf.descriptor.Descriptor
 
     REQUEST_ID_FIELD_NUMBER: builtins.int
-    KEY_ID_FIELD_NUMBER: builtins.int
-    PATH_FIELD_NUMBER: builtins.int
-    DIGEST_FIELD_NUMBER: builtins.int
-    MESSAGE_FIELD_NUMBER: builtins.int
+    REQUEST_FIELD_NUMBER: builtins.int
+    INITIATOR_SIGNATURE_FIELD_NUMBER: builtins.int
     request_id: builtins.str
     """client-chosen, 1-128 chars [A-Za-z0-9._:-]"""
-    key_id: builtins.str
-    path: builtins.str
-    """optional BIP32 path"""
-    digest: builtins.bytes
-    """a bare 32-byte digest"""
-    message: builtins.bytes
-    """a message (EdDSA/BIP340 sign it as is; ECDSA signs SHA-256 of it)"""
+    initiator_signature: builtins.bytes
+    """Ed25519 by the initiator key the policy registers"""
+    @property
+    def request(self) -> custody._pb.custody.governance.v1.governance_pb2.SigningRequest:
+        """The structured request (key, path, type, chain, asset, destination, amount, payload)
+        exactly as the initiator signed it; its request_id is "<tenant>:<request_id>" and its
+        tenant the caller's. Every signer node verifies it against its own policy.
+        """
+
     def __init__(
         self,
         *,
         request_id: builtins.str = ...,
-        key_id: builtins.str = ...,
-        path: builtins.str = ...,
-        digest: builtins.bytes = ...,
-        message: builtins.bytes = ...,
+        request: custody._pb.custody.governance.v1.governance_pb2.SigningRequest | None = ...,
+        initiator_signature: builtins.bytes = ...,
     ) -> None: ...
-    def HasField(self, field_name: typing.Literal["digest", b"digest", "message", b"message", "payload", b"payload"]) -> builtins.bool: ...
-    def ClearField(self, field_name: typing.Literal["digest", b"digest", "key_id", b"key_id", "message", b"message", "path", b"path", "payload", b"payload", "request_id", b"request_id"]) -> None: ...
-    def WhichOneof(self, oneof_group: typing.Literal["payload", b"payload"]) -> typing.Literal["digest", "message"] | None: ...
+    def HasField(self, field_name: typing.Literal["request", b"request"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["initiator_signature", b"initiator_signature", "request", b"request", "request_id", b"request_id"]) -> None: ...
 
 Global___RequestSignatureRequest: typing_extensions.TypeAlias = RequestSignatureRequest
 
@@ -324,6 +326,9 @@ class SignatureRequest(google.protobuf.message.Message):
     ERROR_CODE_FIELD_NUMBER: builtins.int
     ERROR_MESSAGE_FIELD_NUMBER: builtins.int
     SIGNERS_FIELD_NUMBER: builtins.int
+    SIGNED_DIGEST_FIELD_NUMBER: builtins.int
+    APPROVAL_REQUIREMENT_FIELD_NUMBER: builtins.int
+    REQUEST_DIGEST_FIELD_NUMBER: builtins.int
     request_id: builtins.str
     key_id: builtins.str
     path: builtins.str
@@ -336,6 +341,12 @@ class SignatureRequest(google.protobuf.message.Message):
     """ECDSA only; -1 otherwise"""
     error_code: builtins.str
     error_message: builtins.str
+    signed_digest: builtins.bytes
+    """what was signed, derived from the payload (docs/payments.md)"""
+    approval_requirement: builtins.str
+    """while PENDING_APPROVAL: e.g. "acme-treasury>=1" """
+    request_digest: builtins.bytes
+    """the digest the initiator and approvers sign"""
     @property
     def signers(self) -> google.protobuf.internal.containers.RepeatedScalarFieldContainer[builtins.int]: ...
     def __init__(
@@ -351,8 +362,11 @@ class SignatureRequest(google.protobuf.message.Message):
         error_code: builtins.str = ...,
         error_message: builtins.str = ...,
         signers: collections.abc.Iterable[builtins.int] | None = ...,
+        signed_digest: builtins.bytes = ...,
+        approval_requirement: builtins.str = ...,
+        request_digest: builtins.bytes = ...,
     ) -> None: ...
-    def ClearField(self, field_name: typing.Literal["error_code", b"error_code", "error_message", b"error_message", "key_id", b"key_id", "path", b"path", "public_key", b"public_key", "recovery_id", b"recovery_id", "request_id", b"request_id", "signature", b"signature", "signers", b"signers", "state", b"state"]) -> None: ...
+    def ClearField(self, field_name: typing.Literal["approval_requirement", b"approval_requirement", "error_code", b"error_code", "error_message", b"error_message", "key_id", b"key_id", "path", b"path", "public_key", b"public_key", "recovery_id", b"recovery_id", "request_digest", b"request_digest", "request_id", b"request_id", "signature", b"signature", "signed_digest", b"signed_digest", "signers", b"signers", "state", b"state"]) -> None: ...
 
 Global___SignatureRequest: typing_extensions.TypeAlias = SignatureRequest
 

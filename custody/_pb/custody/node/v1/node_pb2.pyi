@@ -8,6 +8,7 @@ recipient); the coordinator only relays them.
 
 import builtins
 import collections.abc
+import custody._pb.custody.governance.v1.governance_pb2
 import google.protobuf.descriptor
 import google.protobuf.internal.containers
 import google.protobuf.internal.enum_type_wrapper
@@ -108,6 +109,7 @@ class StartSessionRequest(google.protobuf.message.Message):
     SCHEME_FIELD_NUMBER: builtins.int
     PARTIES_FIELD_NUMBER: builtins.int
     THRESHOLD_FIELD_NUMBER: builtins.int
+    TENANT_FIELD_NUMBER: builtins.int
     session_id: builtins.bytes
     """32 bytes"""
     kind: Global___SessionKind.ValueType
@@ -115,6 +117,8 @@ class StartSessionRequest(google.protobuf.message.Message):
     scheme: builtins.str
     """frost-ed25519 | frost-secp256k1 | frost-bip340 | ecdsa-dkls23"""
     threshold: builtins.int
+    tenant: builtins.str
+    """DKG: the tenant that owns the key (policy checks it)"""
     @property
     def parties(self) -> google.protobuf.internal.containers.RepeatedScalarFieldContainer[builtins.int]: ...
     def __init__(
@@ -126,8 +130,9 @@ class StartSessionRequest(google.protobuf.message.Message):
         scheme: builtins.str = ...,
         parties: collections.abc.Iterable[builtins.int] | None = ...,
         threshold: builtins.int = ...,
+        tenant: builtins.str = ...,
     ) -> None: ...
-    def ClearField(self, field_name: typing.Literal["key_id", b"key_id", "kind", b"kind", "parties", b"parties", "scheme", b"scheme", "session_id", b"session_id", "threshold", b"threshold"]) -> None: ...
+    def ClearField(self, field_name: typing.Literal["key_id", b"key_id", "kind", b"kind", "parties", b"parties", "scheme", b"scheme", "session_id", b"session_id", "tenant", b"tenant", "threshold", b"threshold"]) -> None: ...
 
 Global___StartSessionRequest: typing_extensions.TypeAlias = StartSessionRequest
 
@@ -255,6 +260,7 @@ class SignShareRequest(google.protobuf.message.Message):
     NONCE_ID_FIELD_NUMBER: builtins.int
     DERIVATION_PATH_FIELD_NUMBER: builtins.int
     MESSAGE_HASH_FIELD_NUMBER: builtins.int
+    AUTHORIZATION_FIELD_NUMBER: builtins.int
     request_id: builtins.str
     key_id: builtins.str
     signing_package: builtins.bytes
@@ -265,6 +271,10 @@ class SignShareRequest(google.protobuf.message.Message):
     """BIP32 non-hardened path, "m/..." or empty"""
     message_hash: builtins.bytes
     """ECDSA: the 32-byte hash to sign"""
+    @property
+    def authorization(self) -> Global___Authorization:
+        """What the node checks before it contributes anything (policy/authorize.py)."""
+
     def __init__(
         self,
         *,
@@ -274,10 +284,202 @@ class SignShareRequest(google.protobuf.message.Message):
         nonce_id: builtins.str = ...,
         derivation_path: builtins.str = ...,
         message_hash: builtins.bytes = ...,
+        authorization: Global___Authorization | None = ...,
     ) -> None: ...
-    def ClearField(self, field_name: typing.Literal["derivation_path", b"derivation_path", "key_id", b"key_id", "message_hash", b"message_hash", "nonce_id", b"nonce_id", "request_id", b"request_id", "signing_package", b"signing_package"]) -> None: ...
+    def HasField(self, field_name: typing.Literal["authorization", b"authorization"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["authorization", b"authorization", "derivation_path", b"derivation_path", "key_id", b"key_id", "message_hash", b"message_hash", "nonce_id", b"nonce_id", "request_id", b"request_id", "signing_package", b"signing_package"]) -> None: ...
 
 Global___SignShareRequest: typing_extensions.TypeAlias = SignShareRequest
+
+@typing.final
+class Authorization(google.protobuf.message.Message):
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    REQUEST_FIELD_NUMBER: builtins.int
+    INITIATOR_SIGNATURE_FIELD_NUMBER: builtins.int
+    APPROVALS_FIELD_NUMBER: builtins.int
+    POLICY_VERSION_ID_FIELD_NUMBER: builtins.int
+    REPORTS_FIELD_NUMBER: builtins.int
+    COORDINATOR_VIEW_FIELD_NUMBER: builtins.int
+    SIGNING_SET_FIELD_NUMBER: builtins.int
+    initiator_signature: builtins.bytes
+    """Ed25519 over the request digest"""
+    policy_version_id: builtins.bytes
+    """the version the coordinator claims active"""
+    @property
+    def request(self) -> custody._pb.custody.governance.v1.governance_pb2.SigningRequest:
+        """the structured request"""
+
+    @property
+    def approvals(self) -> google.protobuf.internal.containers.RepeatedCompositeFieldContainer[custody._pb.custody.governance.v1.governance_pb2.Approval]: ...
+    @property
+    def reports(self) -> google.protobuf.internal.containers.RepeatedCompositeFieldContainer[Global___HistoryReport]:
+        """from every other member of the signing set"""
+
+    @property
+    def coordinator_view(self) -> google.protobuf.internal.containers.RepeatedCompositeFieldContainer[Global___HistoryEntry]:
+        """the coordinator's account of the window"""
+
+    @property
+    def signing_set(self) -> google.protobuf.internal.containers.RepeatedScalarFieldContainer[builtins.int]: ...
+    def __init__(
+        self,
+        *,
+        request: custody._pb.custody.governance.v1.governance_pb2.SigningRequest | None = ...,
+        initiator_signature: builtins.bytes = ...,
+        approvals: collections.abc.Iterable[custody._pb.custody.governance.v1.governance_pb2.Approval] | None = ...,
+        policy_version_id: builtins.bytes = ...,
+        reports: collections.abc.Iterable[Global___HistoryReport] | None = ...,
+        coordinator_view: collections.abc.Iterable[Global___HistoryEntry] | None = ...,
+        signing_set: collections.abc.Iterable[builtins.int] | None = ...,
+    ) -> None: ...
+    def HasField(self, field_name: typing.Literal["request", b"request"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["approvals", b"approvals", "coordinator_view", b"coordinator_view", "initiator_signature", b"initiator_signature", "policy_version_id", b"policy_version_id", "reports", b"reports", "request", b"request", "signing_set", b"signing_set"]) -> None: ...
+
+Global___Authorization: typing_extensions.TypeAlias = Authorization
+
+@typing.final
+class HistoryEntry(google.protobuf.message.Message):
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    REQUEST_ID_FIELD_NUMBER: builtins.int
+    REQUEST_DIGEST_FIELD_NUMBER: builtins.int
+    KEY_ID_FIELD_NUMBER: builtins.int
+    INITIATOR_FIELD_NUMBER: builtins.int
+    TENANT_FIELD_NUMBER: builtins.int
+    ASSET_FIELD_NUMBER: builtins.int
+    AMOUNT_FIELD_NUMBER: builtins.int
+    TIMESTAMP_FIELD_NUMBER: builtins.int
+    request_id: builtins.str
+    request_digest: builtins.bytes
+    key_id: builtins.str
+    initiator: builtins.str
+    tenant: builtins.str
+    asset: builtins.str
+    amount: builtins.str
+    """decimal minor units"""
+    timestamp: builtins.int
+    def __init__(
+        self,
+        *,
+        request_id: builtins.str = ...,
+        request_digest: builtins.bytes = ...,
+        key_id: builtins.str = ...,
+        initiator: builtins.str = ...,
+        tenant: builtins.str = ...,
+        asset: builtins.str = ...,
+        amount: builtins.str = ...,
+        timestamp: builtins.int = ...,
+    ) -> None: ...
+    def ClearField(self, field_name: typing.Literal["amount", b"amount", "asset", b"asset", "initiator", b"initiator", "key_id", b"key_id", "request_digest", b"request_digest", "request_id", b"request_id", "tenant", b"tenant", "timestamp", b"timestamp"]) -> None: ...
+
+Global___HistoryEntry: typing_extensions.TypeAlias = HistoryEntry
+
+@typing.final
+class HistoryHead(google.protobuf.message.Message):
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    NODE_ID_FIELD_NUMBER: builtins.int
+    COUNT_FIELD_NUMBER: builtins.int
+    HEAD_HASH_FIELD_NUMBER: builtins.int
+    ANCHOR_COUNT_FIELD_NUMBER: builtins.int
+    ANCHOR_HASH_FIELD_NUMBER: builtins.int
+    REQUEST_DIGEST_FIELD_NUMBER: builtins.int
+    SIGNATURE_FIELD_NUMBER: builtins.int
+    node_id: builtins.int
+    count: builtins.int
+    head_hash: builtins.bytes
+    anchor_count: builtins.int
+    anchor_hash: builtins.bytes
+    request_digest: builtins.bytes
+    signature: builtins.bytes
+    """by the node's identity key"""
+    def __init__(
+        self,
+        *,
+        node_id: builtins.int = ...,
+        count: builtins.int = ...,
+        head_hash: builtins.bytes = ...,
+        anchor_count: builtins.int = ...,
+        anchor_hash: builtins.bytes = ...,
+        request_digest: builtins.bytes = ...,
+        signature: builtins.bytes = ...,
+    ) -> None: ...
+    def ClearField(self, field_name: typing.Literal["anchor_count", b"anchor_count", "anchor_hash", b"anchor_hash", "count", b"count", "head_hash", b"head_hash", "node_id", b"node_id", "request_digest", b"request_digest", "signature", b"signature"]) -> None: ...
+
+Global___HistoryHead: typing_extensions.TypeAlias = HistoryHead
+
+@typing.final
+class HistoryReport(google.protobuf.message.Message):
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    HEAD_FIELD_NUMBER: builtins.int
+    ENTRIES_FIELD_NUMBER: builtins.int
+    @property
+    def head(self) -> Global___HistoryHead: ...
+    @property
+    def entries(self) -> google.protobuf.internal.containers.RepeatedCompositeFieldContainer[Global___HistoryEntry]: ...
+    def __init__(
+        self,
+        *,
+        head: Global___HistoryHead | None = ...,
+        entries: collections.abc.Iterable[Global___HistoryEntry] | None = ...,
+    ) -> None: ...
+    def HasField(self, field_name: typing.Literal["head", b"head"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["entries", b"entries", "head", b"head"]) -> None: ...
+
+Global___HistoryReport: typing_extensions.TypeAlias = HistoryReport
+
+@typing.final
+class GetHistoryReportRequest(google.protobuf.message.Message):
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    REQUEST_DIGEST_FIELD_NUMBER: builtins.int
+    request_digest: builtins.bytes
+    def __init__(
+        self,
+        *,
+        request_digest: builtins.bytes = ...,
+    ) -> None: ...
+    def ClearField(self, field_name: typing.Literal["request_digest", b"request_digest"]) -> None: ...
+
+Global___GetHistoryReportRequest: typing_extensions.TypeAlias = GetHistoryReportRequest
+
+@typing.final
+class ActivatePolicyRequest(google.protobuf.message.Message):
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    BUNDLES_FIELD_NUMBER: builtins.int
+    @property
+    def bundles(self) -> google.protobuf.internal.containers.RepeatedScalarFieldContainer[builtins.bytes]:
+        """signed policy versions, oldest first"""
+
+    def __init__(
+        self,
+        *,
+        bundles: collections.abc.Iterable[builtins.bytes] | None = ...,
+    ) -> None: ...
+    def ClearField(self, field_name: typing.Literal["bundles", b"bundles"]) -> None: ...
+
+Global___ActivatePolicyRequest: typing_extensions.TypeAlias = ActivatePolicyRequest
+
+@typing.final
+class ActivatePolicyResponse(google.protobuf.message.Message):
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    ACTIVE_NUMBER_FIELD_NUMBER: builtins.int
+    ACTIVE_VERSION_ID_FIELD_NUMBER: builtins.int
+    active_number: builtins.int
+    active_version_id: builtins.bytes
+    def __init__(
+        self,
+        *,
+        active_number: builtins.int = ...,
+        active_version_id: builtins.bytes = ...,
+    ) -> None: ...
+    def ClearField(self, field_name: typing.Literal["active_number", b"active_number", "active_version_id", b"active_version_id"]) -> None: ...
+
+Global___ActivatePolicyResponse: typing_extensions.TypeAlias = ActivatePolicyResponse
 
 @typing.final
 class SignShareResponse(google.protobuf.message.Message):

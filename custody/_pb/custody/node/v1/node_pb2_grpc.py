@@ -59,6 +59,16 @@ class NodeServiceStub:
                 request_serializer=custody_dot_node_dot_v1_dot_node__pb2.SignShareRequest.SerializeToString,
                 response_deserializer=custody_dot_node_dot_v1_dot_node__pb2.SignShareResponse.FromString,
                 _registered_method=True)
+        self.GetHistoryReport = channel.unary_unary(
+                '/custody.node.v1.NodeService/GetHistoryReport',
+                request_serializer=custody_dot_node_dot_v1_dot_node__pb2.GetHistoryReportRequest.SerializeToString,
+                response_deserializer=custody_dot_node_dot_v1_dot_node__pb2.HistoryReport.FromString,
+                _registered_method=True)
+        self.ActivatePolicy = channel.unary_unary(
+                '/custody.node.v1.NodeService/ActivatePolicy',
+                request_serializer=custody_dot_node_dot_v1_dot_node__pb2.ActivatePolicyRequest.SerializeToString,
+                response_deserializer=custody_dot_node_dot_v1_dot_node__pb2.ActivatePolicyResponse.FromString,
+                _registered_method=True)
 
 
 class NodeServiceServicer:
@@ -100,6 +110,21 @@ class NodeServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetHistoryReport(self, request, context):
+        """This node's signed history report for one request (policy.exchange step 1), so that
+        every signer evaluates velocity over the union of the signing set's histories.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ActivatePolicy(self, request, context):
+        """Activate officer-signed policy versions (each verified against the node's own chain).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_NodeServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -127,6 +152,16 @@ def add_NodeServiceServicer_to_server(servicer, server):
                     servicer.SignShare,
                     request_deserializer=custody_dot_node_dot_v1_dot_node__pb2.SignShareRequest.FromString,
                     response_serializer=custody_dot_node_dot_v1_dot_node__pb2.SignShareResponse.SerializeToString,
+            ),
+            'GetHistoryReport': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetHistoryReport,
+                    request_deserializer=custody_dot_node_dot_v1_dot_node__pb2.GetHistoryReportRequest.FromString,
+                    response_serializer=custody_dot_node_dot_v1_dot_node__pb2.HistoryReport.SerializeToString,
+            ),
+            'ActivatePolicy': grpc.unary_unary_rpc_method_handler(
+                    servicer.ActivatePolicy,
+                    request_deserializer=custody_dot_node_dot_v1_dot_node__pb2.ActivatePolicyRequest.FromString,
+                    response_serializer=custody_dot_node_dot_v1_dot_node__pb2.ActivatePolicyResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -264,6 +299,60 @@ class NodeService:
             '/custody.node.v1.NodeService/SignShare',
             custody_dot_node_dot_v1_dot_node__pb2.SignShareRequest.SerializeToString,
             custody_dot_node_dot_v1_dot_node__pb2.SignShareResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetHistoryReport(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/custody.node.v1.NodeService/GetHistoryReport',
+            custody_dot_node_dot_v1_dot_node__pb2.GetHistoryReportRequest.SerializeToString,
+            custody_dot_node_dot_v1_dot_node__pb2.HistoryReport.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ActivatePolicy(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/custody.node.v1.NodeService/ActivatePolicy',
+            custody_dot_node_dot_v1_dot_node__pb2.ActivatePolicyRequest.SerializeToString,
+            custody_dot_node_dot_v1_dot_node__pb2.ActivatePolicyResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -108,7 +108,39 @@ _NodeServiceSignShareType = typing_extensions.TypeVar(
     ],
 )
 
-class NodeServiceStub(typing.Generic[_NodeServiceGetInfoType, _NodeServiceStartSessionType, _NodeServiceDeliverType, _NodeServicePrepareNoncesType, _NodeServiceSignShareType]):
+_NodeServiceGetHistoryReportType = typing_extensions.TypeVar(
+    '_NodeServiceGetHistoryReportType',
+    grpc.UnaryUnaryMultiCallable[
+        custody._pb.custody.node.v1.node_pb2.GetHistoryReportRequest,
+        custody._pb.custody.node.v1.node_pb2.HistoryReport,
+    ],
+    grpc.aio.UnaryUnaryMultiCallable[
+        custody._pb.custody.node.v1.node_pb2.GetHistoryReportRequest,
+        custody._pb.custody.node.v1.node_pb2.HistoryReport,
+    ],
+    default=grpc.UnaryUnaryMultiCallable[
+        custody._pb.custody.node.v1.node_pb2.GetHistoryReportRequest,
+        custody._pb.custody.node.v1.node_pb2.HistoryReport,
+    ],
+)
+
+_NodeServiceActivatePolicyType = typing_extensions.TypeVar(
+    '_NodeServiceActivatePolicyType',
+    grpc.UnaryUnaryMultiCallable[
+        custody._pb.custody.node.v1.node_pb2.ActivatePolicyRequest,
+        custody._pb.custody.node.v1.node_pb2.ActivatePolicyResponse,
+    ],
+    grpc.aio.UnaryUnaryMultiCallable[
+        custody._pb.custody.node.v1.node_pb2.ActivatePolicyRequest,
+        custody._pb.custody.node.v1.node_pb2.ActivatePolicyResponse,
+    ],
+    default=grpc.UnaryUnaryMultiCallable[
+        custody._pb.custody.node.v1.node_pb2.ActivatePolicyRequest,
+        custody._pb.custody.node.v1.node_pb2.ActivatePolicyResponse,
+    ],
+)
+
+class NodeServiceStub(typing.Generic[_NodeServiceGetInfoType, _NodeServiceStartSessionType, _NodeServiceDeliverType, _NodeServicePrepareNoncesType, _NodeServiceSignShareType, _NodeServiceGetHistoryReportType, _NodeServiceActivatePolicyType]):
     @typing.overload
     def __init__(self: NodeServiceStub[
         grpc.UnaryUnaryMultiCallable[
@@ -130,6 +162,14 @@ class NodeServiceStub(typing.Generic[_NodeServiceGetInfoType, _NodeServiceStartS
         grpc.UnaryUnaryMultiCallable[
             custody._pb.custody.node.v1.node_pb2.SignShareRequest,
             custody._pb.custody.node.v1.node_pb2.SignShareResponse,
+        ],
+        grpc.UnaryUnaryMultiCallable[
+            custody._pb.custody.node.v1.node_pb2.GetHistoryReportRequest,
+            custody._pb.custody.node.v1.node_pb2.HistoryReport,
+        ],
+        grpc.UnaryUnaryMultiCallable[
+            custody._pb.custody.node.v1.node_pb2.ActivatePolicyRequest,
+            custody._pb.custody.node.v1.node_pb2.ActivatePolicyResponse,
         ],
     ], channel: grpc.Channel) -> None: ...
 
@@ -155,6 +195,14 @@ class NodeServiceStub(typing.Generic[_NodeServiceGetInfoType, _NodeServiceStartS
             custody._pb.custody.node.v1.node_pb2.SignShareRequest,
             custody._pb.custody.node.v1.node_pb2.SignShareResponse,
         ],
+        grpc.aio.UnaryUnaryMultiCallable[
+            custody._pb.custody.node.v1.node_pb2.GetHistoryReportRequest,
+            custody._pb.custody.node.v1.node_pb2.HistoryReport,
+        ],
+        grpc.aio.UnaryUnaryMultiCallable[
+            custody._pb.custody.node.v1.node_pb2.ActivatePolicyRequest,
+            custody._pb.custody.node.v1.node_pb2.ActivatePolicyResponse,
+        ],
     ], channel: grpc.aio.Channel) -> None: ...
 
     GetInfo: _NodeServiceGetInfoType
@@ -173,6 +221,14 @@ class NodeServiceStub(typing.Generic[_NodeServiceGetInfoType, _NodeServiceStartS
     """Produce this node's signature share for a signing request: FROST with a pool nonce, or
     the DKLs23 final step with a pool presignature (consumed in the transaction that records it).
     """
+
+    GetHistoryReport: _NodeServiceGetHistoryReportType
+    """This node's signed history report for one request (policy.exchange step 1), so that
+    every signer evaluates velocity over the union of the signing set's histories.
+    """
+
+    ActivatePolicy: _NodeServiceActivatePolicyType
+    """Activate officer-signed policy versions (each verified against the node's own chain)."""
 
 NodeServiceAsyncStub: typing_extensions.TypeAlias = NodeServiceStub[
     grpc.aio.UnaryUnaryMultiCallable[
@@ -194,6 +250,14 @@ NodeServiceAsyncStub: typing_extensions.TypeAlias = NodeServiceStub[
     grpc.aio.UnaryUnaryMultiCallable[
         custody._pb.custody.node.v1.node_pb2.SignShareRequest,
         custody._pb.custody.node.v1.node_pb2.SignShareResponse,
+    ],
+    grpc.aio.UnaryUnaryMultiCallable[
+        custody._pb.custody.node.v1.node_pb2.GetHistoryReportRequest,
+        custody._pb.custody.node.v1.node_pb2.HistoryReport,
+    ],
+    grpc.aio.UnaryUnaryMultiCallable[
+        custody._pb.custody.node.v1.node_pb2.ActivatePolicyRequest,
+        custody._pb.custody.node.v1.node_pb2.ActivatePolicyResponse,
     ],
 ]
 
@@ -239,5 +303,23 @@ class NodeServiceServicer(metaclass=abc.ABCMeta):
         """Produce this node's signature share for a signing request: FROST with a pool nonce, or
         the DKLs23 final step with a pool presignature (consumed in the transaction that records it).
         """
+
+    @abc.abstractmethod
+    def GetHistoryReport(
+        self,
+        request: custody._pb.custody.node.v1.node_pb2.GetHistoryReportRequest,
+        context: _ServicerContext,
+    ) -> typing.Union[custody._pb.custody.node.v1.node_pb2.HistoryReport, collections.abc.Awaitable[custody._pb.custody.node.v1.node_pb2.HistoryReport]]:
+        """This node's signed history report for one request (policy.exchange step 1), so that
+        every signer evaluates velocity over the union of the signing set's histories.
+        """
+
+    @abc.abstractmethod
+    def ActivatePolicy(
+        self,
+        request: custody._pb.custody.node.v1.node_pb2.ActivatePolicyRequest,
+        context: _ServicerContext,
+    ) -> typing.Union[custody._pb.custody.node.v1.node_pb2.ActivatePolicyResponse, collections.abc.Awaitable[custody._pb.custody.node.v1.node_pb2.ActivatePolicyResponse]]:
+        """Activate officer-signed policy versions (each verified against the node's own chain)."""
 
 def add_NodeServiceServicer_to_server(servicer: NodeServiceServicer, server: typing.Union[grpc.Server, grpc.aio.Server]) -> None: ...

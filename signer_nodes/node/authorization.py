@@ -1,0 +1,257 @@
+"""The node's policy gate at the wire edge: protobuf -> domain types, then
+:func:`policy.authorize.authorize_with_peers`, then the check that what the
+coordinator asks the node to sign is exactly what the request's payload says.
+
+ARCHITECTURE.md section 1: a signing request reaches each node with the
+initiator's signature, the approvals and the claimed policy version; the node
+verifies all of it against its OWN policy copy, derives the digest it signs
+from the structured payload (:mod:`policy.payloads`), reconciles velocity
+history with the other signers' signed reports, and only then contributes.
+Refusals carry the stable reason codes of :class:`policy.errors.ReasonCode`
+and :class:`policy.payloads.PayloadCode`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+import grpc
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from custody._pb.custody.governance.v1 import governance_pb2 as gpb
+from custody._pb.custody.node.v1 import node_pb2
+from policy.authorize import Authorization, Refusal, authorize_with_peers
+from policy.exchange import HistoryHead, HistoryReport
+from policy.history import HistoryEntry, NodeHistory
+from policy.payloads import Interpretation, PayloadError, interpret_request
+from policy.request import (
+    Approval,
+    ApprovalDecision,
+    InitiatorSignature,
+    RequestType,
+    SigningRequest,
+)
+from signer_nodes.grpc_errors import ServiceError
+from signer_nodes.mpc.bip32 import InvalidPathError, parse_path
+from signer_nodes.node.policy_state import PolicyState
+
+INVALID = grpc.StatusCode.INVALID_ARGUMENT
+DENIED = grpc.StatusCode.PERMISSION_DENIED
+# Internal scheme names (node store) -> the service's key schemes (policy/payloads).
+KEY_SCHEMES = {
+    "ecdsa-dkls23": "ecdsa-secp256k1",
+    "frost-bip340": "schnorr-bip340",
+    "frost-ed25519": "eddsa-ed25519",
+}
+
+
+def _bad(what: str, exc: Exception) -> ServiceError:
+    return ServiceError(INVALID, "AUTHORIZATION_MALFORMED", f"{what}: {exc}")
+
+
+# -- protobuf <-> domain --------------------------------------------------------------
+
+
+def request_from_proto(m: gpb.SigningRequest) -> SigningRequest:
+    try:
+        return SigningRequest(
+            request_id=m.request_id,
+            tenant=m.tenant,
+            initiator=m.initiator,
+            key_id=m.key_id,
+            derivation_path=tuple(m.derivation_path),
+            request_type=RequestType(m.request_type),
+            chain=m.chain,
+            asset=m.asset,
+            destination=m.destination,
+            amount=int(m.amount or "0"),
+            payload=m.payload,
+            created_at=m.created_at,
+        )
+    except ValueError as exc:
+        raise _bad("request", exc) from None
+
+
+def request_to_proto(r: SigningRequest) -> gpb.SigningRequest:
+    return gpb.SigningRequest(
+        request_id=r.request_id,
+        tenant=r.tenant,
+        initiator=r.initiator,
+        key_id=r.key_id,
+        derivation_path=list(r.derivation_path),
+        request_type=r.request_type.value,
+        chain=r.chain,
+        asset=r.asset,
+        destination=r.destination,
+        amount=str(r.amount),
+        payload=r.payload,
+        created_at=r.created_at,
+    )
+
+
+def approval_from_proto(m: gpb.Approval, request_digest: bytes) -> Approval:
+    try:
+        return Approval(
+            approver=m.approver,
+            request_digest=request_digest,
+            decision=ApprovalDecision(m.decision),
+            expires_at=m.expires_at,
+            policy_version_id=m.policy_version_id,
+            signature=m.signature,
+        )
+    except ValueError as exc:
+        raise _bad("approval", exc) from None
+
+
+def approval_to_proto(a: Approval) -> gpb.Approval:
+    return gpb.Approval(
+        approver=a.approver,
+        decision=a.decision.value,
+        expires_at=a.expires_at,
+        policy_version_id=a.policy_version_id,
+        signature=a.signature,
+    )
+
+
+def entry_from_proto(m: node_pb2.HistoryEntry) -> HistoryEntry:
+    try:
+        return HistoryEntry(
+            request_id=m.request_id,
+            request_digest=m.request_digest,
+            key_id=m.key_id,
+            initiator=m.initiator,
+            tenant=m.tenant,
+            asset=m.asset,
+            amount=int(m.amount or "0"),
+            timestamp=m.timestamp,
+        )
+    except ValueError as exc:
+        raise _bad("history entry", exc) from None
+
+
+def entry_to_proto(e: HistoryEntry) -> node_pb2.HistoryEntry:
+    return node_pb2.HistoryEntry(
+        request_id=e.request_id,
+        request_digest=e.request_digest,
+        key_id=e.key_id,
+        initiator=e.initiator,
+        tenant=e.tenant,
+        asset=e.asset,
+        amount=str(e.amount),
+        timestamp=e.timestamp,
+    )
+
+
+def report_from_proto(m: node_pb2.HistoryReport) -> HistoryReport:
+    h = m.head
+    head = HistoryHead(
+        node_id=h.node_id,
+        count=h.count,
+        head_hash=h.head_hash,
+        anchor_count=h.anchor_count,
+        anchor_hash=h.anchor_hash,
+        request_digest=h.request_digest,
+        signature=h.signature,
+    )
+    return HistoryReport(head, tuple(entry_from_proto(e) for e in m.entries))
+
+
+def report_to_proto(r: HistoryReport) -> node_pb2.HistoryReport:
+    h = r.head
+    return node_pb2.HistoryReport(
+        head=node_pb2.HistoryHead(
+            node_id=h.node_id,
+            count=h.count,
+            head_hash=h.head_hash,
+            anchor_count=h.anchor_count,
+            anchor_hash=h.anchor_hash,
+            request_digest=h.request_digest,
+            signature=h.signature,
+        ),
+        entries=[entry_to_proto(e) for e in r.entries],
+    )
+
+
+# -- the gate --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Authorized:
+    """The node may contribute: what to record, and what the payload says to sign."""
+
+    authorization: Authorization
+    interpretation: Interpretation
+
+
+def authorize_signing(
+    *,
+    policy: PolicyState,
+    node_id: int,
+    node_keys: Mapping[int, Ed25519PublicKey],
+    message: node_pb2.Authorization,
+    key_id: str,
+    key_scheme: str,
+    key_tenant: str,
+    derivation_path: str,
+    signer_key: bytes,
+    signing_set: Iterable[int],
+    now: int,
+) -> Authorized:
+    """Everything the node checks before it contributes (module docstring). Raises
+    ServiceError(PERMISSION_DENIED, reason) on any refusal, INVALID_ARGUMENT on malformed
+    input. ``signer_key`` is the (derived, untweaked) public key of the key being used."""
+    if not message.HasField("request"):
+        raise ServiceError(DENIED, "AUTHORIZATION_MISSING", "no signed request accompanies this")
+    request = request_from_proto(message.request)
+    if request.key_id != key_id:
+        raise ServiceError(DENIED, "KEY_MISMATCH", "the request names another key")
+    try:
+        path = tuple(parse_path(derivation_path)) if derivation_path not in ("", "m") else ()
+    except InvalidPathError as exc:
+        raise ServiceError(INVALID, exc.code, str(exc)) from None
+    if request.derivation_path != path:
+        raise ServiceError(DENIED, "PATH_MISMATCH", "the request names another derivation path")
+    try:
+        interpretation = interpret_request(
+            request, key_scheme=KEY_SCHEMES[key_scheme], signer_key=signer_key
+        )
+    except PayloadError as exc:
+        raise ServiceError(DENIED, exc.code.value, str(exc)) from None
+    try:
+        initiator_signature = InitiatorSignature(
+            initiator=request.initiator, signature=message.initiator_signature
+        )
+    except ValueError as exc:
+        raise _bad("initiator signature", exc) from None
+    digest = request.digest()
+    approvals = [approval_from_proto(a, digest) for a in message.approvals]
+    signers = sorted(set(signing_set))
+    if sorted(set(message.signing_set)) != signers:
+        raise ServiceError(DENIED, "SIGNING_SET_MISMATCH", "the signing set is not this one")
+    reports: dict[int, HistoryReport] = {}
+    for m in message.reports:
+        report = report_from_proto(m)
+        if report.head.node_id in reports:
+            raise _bad("history reports", ValueError("two reports from one node"))
+        reports[report.head.node_id] = report
+    own_log: NodeHistory = policy.log()
+    result = authorize_with_peers(
+        policy.active(),
+        node_id=node_id,
+        request=request,
+        initiator_signature=initiator_signature,
+        approvals=approvals,
+        policy_version_id=message.policy_version_id,
+        key_tenant=key_tenant,
+        own_log=own_log,
+        signing_set=signers,
+        reports=reports,
+        node_keys=node_keys,
+        coordinator_view=[entry_from_proto(e) for e in message.coordinator_view],
+        remembered_heads=policy.remembered_heads(),
+        now=now,
+    )
+    if isinstance(result, Refusal):
+        raise ServiceError(DENIED, result.code.value, result.detail or result.code.value)
+    return Authorized(result, interpretation)
