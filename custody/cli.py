@@ -275,5 +275,28 @@ def demo(
         raise typer.Exit(1)
 
 
+def _mount_subcommands() -> None:
+    """Command groups that live next to their subsystems."""
+    from custody.governance.cli import approvals_app, audit_app, policy_app
+    from custody.payments.cli import ledger_app, payment_app
+    from custody.por.cli import make_por_app
+
+    app.add_typer(policy_app, name="policy")
+    app.add_typer(approvals_app, name="approvals")
+    app.add_typer(audit_app, name="audit")
+    app.add_typer(ledger_app, name="ledger")
+    app.add_typer(payment_app, name="payment")
+    app.add_typer(make_por_app(ledger=_ledger_liabilities), name="por")
+
+
+def _ledger_liabilities(config: Any) -> Any:
+    from custody.ledger import liabilities_source
+
+    return liabilities_source(config)
+
+
+_mount_subcommands()
+
+
 def main() -> None:
     app()
