@@ -34,6 +34,7 @@ from signer_nodes.mpc.dkls23 import (
     derivation_tweak,
     signature_share,
 )
+from signer_nodes.mpc.dkls23.faults import peers_to_exclude
 from signer_nodes.mpc.errors import EncodingError, LocalMisuseError, MpcError, RemoteProtocolError
 from signer_nodes.mpc.frost import (
     SUITES,
@@ -263,6 +264,16 @@ class NodeServicer(node_pb2_grpc.NodeServiceServicer):
     def _update(self, session: _Session, outgoing: list[bytes]) -> node_pb2.SessionUpdate:
         core = session.core
         if core.aborted is not None:
+            excluded = peers_to_exclude(core.aborted)
+            if excluded and session.scheme == ECDSA:
+                self.store.exclude_peers(session.key_id, excluded, core.aborted.code)
+                log.warning(
+                    "peers_excluded",
+                    key_id=session.key_id,
+                    peers=sorted(excluded),
+                    code=core.aborted.code,
+                    node_id=self.node_id,
+                )
             return node_pb2.SessionUpdate(
                 state=node_pb2.SESSION_STATE_ABORTED,
                 error_code=core.aborted.code,
@@ -322,6 +333,18 @@ class NodeServicer(node_pb2_grpc.NodeServiceServicer):
                 suite, sid, self.node_id, parties, request.threshold, refresh_of=(key, public)
             )
             return _Session(kind, key_id, scheme, dkg, old_epoch + 1, self._store_key_output)
+        if scheme == ECDSA and kind in (
+            node_pb2.SESSION_KIND_PRESIGN,
+            node_pb2.SESSION_KIND_REFRESH,
+        ):
+            barred = self.store.excluded_peers(key_id) & set(parties)
+            if barred:
+                raise ServiceError(
+                    grpc.StatusCode.FAILED_PRECONDITION,
+                    "PEER_EXCLUDED",
+                    f"this node no longer runs sessions with {sorted(barred)} for {key_id} "
+                    "(OT consistency failure; reshare without them)",
+                )
         if kind == node_pb2.SESSION_KIND_PRESIGN:
             key_share, epoch = self._load_ecdsa(key_id)
             if self.store.unused_nonce_count(key_id) >= MAX_PRESIGNATURES_PER_KEY:

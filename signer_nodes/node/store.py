@@ -71,6 +71,19 @@ class SignRecordRow(Base):
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
+class ExcludedPeerRow(Base):
+    """A peer this node will not run DKLs23 sessions with for a key: after an
+    OT-extension consistency failure, each further session could leak one bit of
+    the node's correlation secret Delta (DKLs23 abort rule; docs/dkls23-review.md).
+    Cleared only by a reshare that leaves the peer out."""
+
+    __tablename__ = "excluded_peers"
+    key_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    peer: Mapped[int] = mapped_column(Integer, primary_key=True)
+    reason: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
 class StoreError(Exception):
     def __init__(self, reason: str, message: str) -> None:
         super().__init__(message)
@@ -204,6 +217,17 @@ class NodeStore(TransactionalStore):
                 )
             )
             return share
+
+    def exclude_peers(self, key_id: str, peers: frozenset[int], reason: str) -> None:
+        with self.transaction() as s:
+            for peer in sorted(peers):
+                if s.get(ExcludedPeerRow, (key_id, peer)) is None:
+                    s.add(ExcludedPeerRow(key_id=key_id, peer=peer, reason=reason))
+
+    def excluded_peers(self, key_id: str) -> set[int]:
+        with self.transaction() as s:
+            rows = s.execute(select(ExcludedPeerRow.peer).where(ExcludedPeerRow.key_id == key_id))
+            return {int(p) for p in rows.scalars()}
 
     def sign_record(self, request_id: str) -> SignRecordRow | None:
         with self.transaction() as s:

@@ -19,7 +19,7 @@ from custody.coordinator.store import CoordinatorStore, PresignatureRow
 from policy.payloads.messages import message_digest
 from policy.request import RequestType, sign_request
 from signer_nodes.grpc_errors import reason_of
-from signer_nodes.node.store import NodeStore, NonceRow
+from signer_nodes.node.store import ExcludedPeerRow, NodeStore, NonceRow
 from tests.service.lying import authorizations, node_stub
 
 N = secp256k1.N
@@ -144,3 +144,29 @@ def test_signs_with_a_node_down(running, acme, key) -> None:
         verify_ecdsa(key.public_key, digest, r.signature, r.recovery_id)
     finally:
         running.cluster.restart("node-2")
+
+
+def test_excluded_peer_is_refused_for_new_sessions(running, key) -> None:
+    """After an OT consistency failure a node never runs another DKLs23 session with
+    that peer for the key (each could leak a bit of its Delta); presign refuses."""
+    store = NodeStore(running.config.node_database_url(1))
+    store.exclude_peers(key.key_id, frozenset({3}), "OT_CONSISTENCY")
+    store.engine.dispose()
+    channel, stub = node_stub(running, 1)
+    try:
+        with channel, pytest.raises(grpc.RpcError) as err:
+            stub.StartSession(
+                node_pb2.StartSessionRequest(
+                    session_id=bytes(range(32)),
+                    kind=node_pb2.SESSION_KIND_PRESIGN,
+                    key_id=key.key_id,
+                    scheme="ecdsa-dkls23",
+                    parties=[1, 3],
+                )
+            )
+        assert reason_of(err.value) == "PEER_EXCLUDED"
+    finally:
+        store = NodeStore(running.config.node_database_url(1))
+        with store.transaction() as s:
+            s.query(ExcludedPeerRow).delete()
+        store.engine.dispose()
