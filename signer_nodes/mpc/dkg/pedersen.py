@@ -14,8 +14,11 @@ Round 1 (broadcast), party i:
 Round 2 (point to point), party i to each l:
   1. sends f_i(l), its echo (a digest of every round-1 message it accepted)
      and its chain-code contribution;
-  2. checks the echoes (a mismatch names the broadcaster whose message was
-     seen differently: equivocation), the chain-code openings, and every share:
+  2. checks the echoes (any mismatch aborts with EquivocationError; it names
+     the echoing party only when its echo contradicts our own broadcast or
+     its own, since a mismatch about a third dealer may be that dealer's
+     equivocation or a false echo: see :mod:`.echo`), the chain-code
+     openings, and every share:
      f_l(i)*G == sum_k phi_lk * i^k  (step 2; checked in aggregate first and
      per sender only if that fails, which names the culprits);
   3. s_i = sum_l f_l(i); Y_i = s_i*G; Y = sum_l phi_l0; every Y_j is computed
@@ -33,10 +36,10 @@ import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from signer_nodes.mpc.dkg.echo import check_echoes
 from signer_nodes.mpc.encoding import Reader, Writer
 from signer_nodes.mpc.errors import (
     EncodingError,
-    EquivocationError,
     InvalidCommitmentError,
     InvalidProofError,
     InvalidShareError,
@@ -252,15 +255,10 @@ class DkgParty(RoundBasedParty):
         received = {
             s: decode_from(s, self._decode_round2, env.payload) for s, env in messages.items()
         }
-        # Echo check: every party must have accepted the same round-1 broadcasts.
-        for sender, msg in received.items():
-            differing = [
-                p for p, a, b in zip(self.parties, self._echo, msg.echo, strict=True) if a != b
-            ]
-            if differing:
-                raise EquivocationError(
-                    f"round-1 broadcasts seen differently by party {sender} (echo check)", differing
-                )
+        # Echo check: every party must have accepted the same round-1 broadcasts;
+        # blame only what is provable (see .echo).
+        echoes = {sender: msg.echo for sender, msg in received.items()}
+        check_echoes(self.self_id, self.parties, self._echo, echoes, "round-1 broadcasts")
         for sender, msg in received.items():
             if (
                 chain_code_commitment(self.session_id, sender, msg.chain_code)
