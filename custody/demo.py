@@ -18,6 +18,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from coincurve import PublicKeyXOnly
 from cryptography.exceptions import InvalidSignature
@@ -25,6 +26,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from rich.console import Console
 from rich.table import Table
 
+from policy.payloads.messages import message_digest
 from signer_nodes.mpc.dkg import DkgOutput, DkgParty
 from signer_nodes.mpc.frost import FROST_BIP340, FROST_ED25519, FROST_SECP256K1, Ciphersuite
 from signer_nodes.mpc.frost.keys import KeyPackage, PublicKeyPackage
@@ -175,6 +177,61 @@ def _mark(good: bool) -> str:
     return "[green]valid[/green]" if good else "[red]INVALID[/red]"
 
 
+def _policy_story(say: Any, client: Any, root: Path, key_id: str) -> bool:
+    """A 2 ETH transfer is above the starter policy's 1 ETH limit: every node wants a
+    treasury approval; an approver signs it through GovernanceService; then it is signed."""
+    from custody._pb.custody.v1 import custody_pb2 as pb
+    from custody.governance.client import GovernanceClient
+    from custody.governance.genesis import approver_ids, approver_key_path, governance_root
+    from custody.governance.keys import load_private_key
+    from policy.payloads.ethereum import address_of, build_eip1559
+    from policy.request import RequestType
+
+    to = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"
+    payload = build_eip1559(
+        chain_id=1,
+        nonce=0,
+        to=to,
+        value=2 * 10**18,
+        max_fee_per_gas=30 * 10**9,
+        max_priority_fee_per_gas=10**9,
+    )
+    path = "m/44/60/0/0/0"
+    pending = client.submit(
+        key_id,
+        request_type=RequestType.TRANSFER,
+        chain="ethereum",
+        asset="ETH",
+        payload=payload,
+        destination=to,
+        amount=2 * 10**18,
+        path=path,
+        wait=False,
+    )
+    waiting = pending.state == pb.REQUEST_STATE_PENDING_APPROVAL
+    say(
+        f"[bold]3.[/bold] policy: transfer of 2 ETH to {to[:10]}... is "
+        f"{'[yellow]PENDING_APPROVAL[/yellow]' if waiting else pending.state} "
+        f"(needs {pending.approval_requirement or '?'})"
+    )
+    approver = approver_ids(client.tenant)[0]
+    key = load_private_key(approver_key_path(governance_root(root), approver))
+    with GovernanceClient.from_data_dir(root) as governance:
+        governance.decide(client.tenant, f"{client.tenant}:{pending.request_id}", approver, key)
+    done = client.wait(pending.request_id)
+    sender = address_of(done.public_key)
+    good = (
+        waiting
+        and done.state == pb.REQUEST_STATE_SUCCEEDED
+        and _verify_ecdsa(done.public_key, done.signed_digest, done.signature, done.recovery_id)
+    )
+    say(
+        f"   {approver} approved (Ed25519 over the request digest); every node re-checked "
+        f"initiator, approval and policy and signed the EIP-1559 hash from {sender}: {_mark(good)}"
+    )
+    return good
+
+
 def run_cluster_demo(console: Console, data_dir: Path | None = None) -> bool:
     from custody.client import CustodyClient
     from custody.cluster import Cluster
@@ -183,7 +240,7 @@ def run_cluster_demo(console: Console, data_dir: Path | None = None) -> bool:
     root = data_dir or Path(tempfile.mkdtemp(prefix="custody-demo-")) / "data"
     say = console.print
     say(
-        f"[bold]1.[/bold] custody init: CA, mTLS certificates, identities for 3 nodes (t=2) in {root}"
+        f"[bold]1.[/bold] custody init: CA, mTLS certificates, HSM tokens, node identities (t=2 of 3), officer quorum and starter policy in {root}"
     )
     config = init_cluster(root, 3, 2)
     ok = True
@@ -204,7 +261,11 @@ def run_cluster_demo(console: Console, data_dir: Path | None = None) -> bool:
                 )
                 msg = b"withdraw 1.5 BTC to treasury"
                 result = client.sign(key.key_id, message=msg)
-                good = _verify(suite, result.public_key, msg, result.signature)
+                # Every node checked the initiator's signature and the policy, and signed
+                # the message's domain-separated digest (policy/payloads/messages.py).
+                good = result.signed_digest == message_digest(msg) and _verify(
+                    suite, result.public_key, result.signed_digest, result.signature
+                )
                 ok &= good
                 say(
                     f"   signed by nodes {list(result.signers)}; {_verifier_name(suite)}: {_mark(good)}"
@@ -236,10 +297,11 @@ def run_cluster_demo(console: Console, data_dir: Path | None = None) -> bool:
                 f"   m/44/60/0/0/0 signed by nodes {list(r.signers)} in {ms:.0f} ms (recovery id {r.recovery_id}); "
                 f"libsecp256k1 (coincurve) + py-ecc public-key recovery: {_mark(good)}"
             )
+            ok &= _policy_story(say, client, root, ecdsa.key_id)
             cluster.kill("node-1")
             say("[bold]4.[/bold] kill -9 node-1")
             result = client.sign(key.key_id, message=b"still available")
-            good = _verify(FROST_BIP340, result.public_key, b"still available", result.signature)
+            good = _verify(FROST_BIP340, result.public_key, result.signed_digest, result.signature)
             ok &= good and 1 not in result.signers
             say(f"   signed by nodes {list(result.signers)} without node-1: {_mark(good)}")
     say(
