@@ -37,7 +37,7 @@ from custody.init import init_cluster
 
 def _verify(scheme: str, pk: bytes, msg: bytes, sig: bytes) -> None:
     if scheme == "ecdsa-secp256k1":
-        if not PublicKey(pk).verify(cdata_to_der(deserialize_compact(sig)), msg):
+        if not PublicKey(pk).verify(cdata_to_der(deserialize_compact(sig)), msg, hasher=None):
             raise SystemExit("invalid signature")
     elif scheme == "eddsa-ed25519":
         Ed25519PublicKey.from_public_bytes(pk).verify(sig, msg)
@@ -74,7 +74,8 @@ def _run(
         start = time.perf_counter()
         result = client.sign(key.key_id, message=msg)
         elapsed = (time.perf_counter() - start) * 1000
-        _verify(scheme, result.public_key, msg, result.signature)
+        # Every key signs a message's domain-separated digest (policy/payloads/messages.py).
+        _verify(scheme, result.public_key, result.signed_digest, result.signature)
         return elapsed
 
     started = time.perf_counter()
