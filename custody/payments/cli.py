@@ -4,14 +4,16 @@ Both groups open the payments store in the coordinator's database
 (``ClusterConfig.coordinator_database_url()``, i.e. ``CUSTODY_DATABASE_URL`` or the
 SQLite file in the data dir). ``custody/cli.py`` mounts them::
 
-    from custody.payments.cli import ledger_app, payment_app, set_provider_factory
-    set_provider_factory(factory)   # (ClusterConfig, tenant) -> SignatureProvider
+    from custody.payments.cli import ledger_app, payment_app
     app.add_typer(ledger_app, name="ledger")
     app.add_typer(payment_app, name="payment")
 
-Signing goes through the factory's provider (the custody API in the service); the
-ledger commands need no signer. Amounts are integers in minor units (wei, satoshi).
-Without ``--customer`` a command acts on the tenant's own account, ``main``.
+Signing goes through the provider factory's :class:`SignatureProvider`; by default the
+running cluster's custody API as the tenant's initiator
+(:class:`custody.payments.grpc_provider.CustodyServiceProvider`), which
+``set_provider_factory(factory)`` replaces (``None`` restores the default). The ledger
+commands need no signer. Amounts are integers in minor units (wei, satoshi). Without
+``--customer`` a command acts on the tenant's own account, ``main``.
 """
 
 from __future__ import annotations
@@ -27,29 +29,44 @@ from rich.console import Console
 
 from custody.config import ClusterConfig, ConfigError
 from custody.ledger import LedgerError
-from custody.payments.errors import PaymentCode, PaymentError
-from custody.payments.provider import SignatureProvider
+from custody.payments.errors import PaymentError
+from custody.payments.provider import SignatureProvider, Waiting
 from custody.payments.service import PaymentService, PaymentStore
 from custody.payments.spec import GWEI, PaymentSpec, wallet_id
 from policy.payloads.chains import CHAINS
 
 ProviderFactory = Callable[[ClusterConfig, str], SignatureProvider]
 DEFAULT_CUSTOMER = "main"
-_provider_factory: ProviderFactory | None = None
+DEFAULT_WAIT = 60.0
+
+
+def service_provider(config: ClusterConfig, tenant: str) -> SignatureProvider:
+    """The default factory: the cluster's custody API (imported on first use, so the
+    ``custody`` command starts as fast as before)."""
+    from custody.payments.grpc_provider import service_provider as make
+
+    return make(config, tenant)
+
+
+_provider_factory: ProviderFactory = service_provider
 
 
 def set_provider_factory(factory: ProviderFactory | None) -> None:
-    """Install how ``payment`` commands obtain a :class:`SignatureProvider` for a tenant."""
+    """Install how ``payment`` commands obtain a :class:`SignatureProvider` for a tenant
+    (``None``: the default, :func:`service_provider`)."""
     global _provider_factory
-    _provider_factory = factory
+    _provider_factory = factory or service_provider
 
 
-def provider_for(config: ClusterConfig, tenant: str) -> SignatureProvider:
-    if _provider_factory is None:
-        raise PaymentError(
-            PaymentCode.SIGNING_UNAVAILABLE, "no signature provider is configured for payments"
-        )
-    return _provider_factory(config, tenant)
+def provider_for(
+    config: ClusterConfig, tenant: str, wait: float | None = None
+) -> SignatureProvider:
+    """The tenant's provider; ``wait`` (seconds) bounds how long the service provider
+    waits for signing and approvals before the payment is left ``RESERVED``."""
+    provider = _provider_factory(config, tenant)
+    if wait is not None and isinstance(provider, Waiting):
+        provider.timeout = wait
+    return provider
 
 
 ledger_app = typer.Typer(no_args_is_help=True, help="Double-entry books: deposits, balances.")
@@ -64,7 +81,16 @@ CUSTOMER = typer.Option(DEFAULT_CUSTOMER, "--customer", help="customer account i
 CHAIN = typer.Option(..., "--chain", help=" | ".join(CHAINS))
 KEY = typer.Option(..., "--key", help="key id")
 PATH = typer.Option("m", "--path", help="BIP32 path of the wallet address (non-hardened)")
-_INPUT_CODES = {"PAYMENT_INVALID", "ENTRY_INVALID", "AMOUNT_INVALID", "ACCOUNT_INVALID"}
+WAIT = typer.Option(
+    DEFAULT_WAIT, "--wait", min=0.0, help="seconds to wait for signing and approvals"
+)
+_INPUT_CODES = {
+    "PAYMENT_INVALID",
+    "ENTRY_INVALID",
+    "AMOUNT_INVALID",
+    "ACCOUNT_INVALID",
+    "KEY_NOT_FOUND",
+}
 
 
 def _fail(code: str, message: str, exit_code: int | None = None) -> NoReturn:
@@ -241,10 +267,12 @@ def create(
     max_fee: int = typer.Option(30 * GWEI, "--max-fee-per-gas", help="Ethereum: wei"),
     priority_fee: int = typer.Option(GWEI, "--priority-fee", help="Ethereum: wei"),
     gas: int = typer.Option(0, "--gas", help="Ethereum: gas limit (default by kind)"),
+    wait: float = WAIT,
     tenant: str | None = TENANT,
     as_json: bool = JSON,
 ) -> None:
-    """Reserve, sign through the cluster, and put the signed transaction in the outbox."""
+    """Reserve, sign through the cluster, and put the signed transaction in the outbox.
+    A payment still waiting for approvals after --wait stays RESERVED (resume it)."""
     config, store, tenant_id = _open(data_dir, tenant)
     try:
         spec = PaymentSpec(
@@ -262,7 +290,7 @@ def create(
             max_priority_fee_per_gas=priority_fee,
             gas=gas,
         )
-        payment = PaymentService(store, provider_for(config, tenant_id)).create(spec)
+        payment = PaymentService(store, provider_for(config, tenant_id, wait)).create(spec)
     except (LedgerError, PaymentError) as exc:
         _fail(exc.code, str(exc).split(": ", 1)[-1])
     _print_payment(payment.to_json(), as_json)
@@ -290,13 +318,14 @@ def show(
 def resume(
     data_dir: Path = DATA_DIR,
     payment_id: str = typer.Option(..., "--id", help="payment id"),
+    wait: float = WAIT,
     tenant: str | None = TENANT,
     as_json: bool = JSON,
 ) -> None:
     """Finish a payment left RESERVED after SIGNING_UNAVAILABLE."""
     config, store, tenant_id = _open(data_dir, tenant)
     try:
-        payment = PaymentService(store, provider_for(config, tenant_id)).resume(
+        payment = PaymentService(store, provider_for(config, tenant_id, wait)).resume(
             tenant_id, payment_id
         )
     except (LedgerError, PaymentError) as exc:
@@ -318,4 +347,10 @@ def outbox(data_dir: Path = DATA_DIR, as_json: bool = JSON) -> None:
     )
 
 
-__all__ = ["ledger_app", "payment_app", "provider_for", "set_provider_factory"]
+__all__ = [
+    "ledger_app",
+    "payment_app",
+    "provider_for",
+    "service_provider",
+    "set_provider_factory",
+]

@@ -12,6 +12,8 @@ class PaymentCode(StrEnum):
     PAYMENT_ID_REUSED = "PAYMENT_ID_REUSED"
     """The payment id exists with other parameters (same parameters: the original)."""
     PAYMENT_NOT_FOUND = "PAYMENT_NOT_FOUND"
+    KEY_NOT_FOUND = "KEY_NOT_FOUND"
+    """The signing service has no such key for the tenant."""
     INSUFFICIENT_FUNDS = "INSUFFICIENT_FUNDS"
     """The custody wallet (net of withdrawals in flight) or the operator's fee funds
     cannot cover the payment."""

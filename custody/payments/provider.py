@@ -18,7 +18,7 @@ payment's next step depends on it:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from policy.request import SigningRequest
 
@@ -75,3 +75,11 @@ class SignatureProvider(Protocol):
         """Sign ``request`` (idempotent on its request id) or raise
         :class:`SigningRefused` / :class:`SigningUnavailable`."""
         ...
+
+
+@runtime_checkable
+class Waiting(Protocol):
+    """A provider that waits for signing and approvals, up to ``timeout`` seconds per
+    :meth:`SignatureProvider.sign` (then :class:`SigningUnavailable`)."""
+
+    timeout: float
