@@ -96,14 +96,15 @@ def service_request_id(tenant: str, request_id: str, attempt: int = 0) -> str:
     """The API request id of ``attempt`` for a payment request id: ``request_id``
     itself for attempt 0, ``<request_id>.retry<n>`` after; an id outside the API's
     alphabet (``[A-Za-z0-9._:-]``), too long for ``<tenant>:<id>`` (128 characters), or
-    already ending like a retry is replaced by ``h-`` and 32 hex digits of SHA-256 of the
-    tenant, id and attempt. One-to-one, so two payments never share an id."""
+    already ending like a retry is replaced by ``h-`` and hex digits of SHA-256 of the
+    tenant, id and attempt (32, fewer when a long tenant name leaves less room, never
+    fewer than 16). One-to-one, so two payments never share an id."""
     natural = request_id if attempt == 0 else f"{request_id}.retry{attempt}"
-    fits = len(tenant) + 1 + len(natural) <= _SIGNING_REQUEST_ID_MAX
-    if _API_ID.fullmatch(natural) and fits and not _RETRY_SUFFIX.search(request_id):
+    room = _SIGNING_REQUEST_ID_MAX - len(tenant) - 1
+    if _API_ID.fullmatch(natural) and len(natural) <= room and not _RETRY_SUFFIX.search(request_id):
         return natural
     digest = hashlib.sha256(f"{tenant}\0{request_id}\0{attempt}".encode()).hexdigest()
-    return f"h-{digest[:32]}"
+    return "h-" + digest[: max(16, min(32, room - 2))]
 
 
 def _rpc_error(exc: grpc.RpcError) -> tuple[bool, str, str]:
