@@ -1,14 +1,25 @@
 """The database plumbing every process shares: engines for SQLite (WAL, full
-sync, foreign keys) or PostgreSQL, and short explicit transactions."""
+sync, foreign keys) or PostgreSQL, short explicit transactions, and the schema
+of each database *role* kept by Alembic migrations (``docs/migrations.md``).
+
+There are two roles: the coordinator's database and each signer node's database.
+A store names its role; opening it brings the database to the role's head
+revision (once per process and URL) instead of ``create_all``, so a database
+made by an older release is upgraded in place and one made by a newer release
+is refused (``SCHEMA_TOO_NEW``) rather than written with a schema it does not
+have.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
+import enum
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Literal
 
 from sqlalchemy import MetaData, create_engine, event
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 
@@ -16,8 +27,42 @@ def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
-def make_engine(url: str) -> Engine:
-    engine = create_engine(url, pool_pre_ping=True)
+class Role(enum.StrEnum):
+    """A database role: which tables a database holds and which Alembic
+    environment (``custody.migrations.<role>``) migrates it."""
+
+    COORDINATOR = "coordinator"
+    NODE = "node"
+
+    @property
+    def package(self) -> str:
+        """The package holding the role's ``env.py`` and ``versions/``."""
+        return f"custody.migrations.{self.value}"
+
+
+RoleName = Role | Literal["coordinator", "node"]
+
+
+class SchemaError(Exception):
+    """The database's schema cannot be brought to what this software needs.
+
+    ``code`` is stable: ``SCHEMA_TOO_NEW`` (written by a newer release),
+    ``SCHEMA_UNVERSIONED`` (tables without a revision that differ from the
+    models), ``SCHEMA_FOREIGN_KEYS`` (a migration left dangling references)."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def make_engine(url: str, *, sqlite_timeout: float | None = None) -> Engine:
+    """An engine with the pragmas every SQLite connection needs; ``sqlite_timeout``
+    (seconds) is how long a connection waits for another one's lock."""
+    connect_args: dict[str, float] = {}
+    if sqlite_timeout is not None and make_url(url).get_backend_name() == "sqlite":
+        connect_args["timeout"] = sqlite_timeout
+    engine = create_engine(url, pool_pre_ping=True, connect_args=connect_args)
     if engine.dialect.name == "sqlite":
 
         @event.listens_for(engine, "connect")
@@ -31,12 +76,33 @@ def make_engine(url: str) -> Engine:
     return engine
 
 
-class TransactionalStore:
-    """A store over one database; every method runs in its own transaction."""
+def upgrade(url: str, role: RoleName, revision: str = "head") -> tuple[str, ...]:
+    """Migrate the database at ``url`` to ``revision`` of ``role`` (always runs; see
+    :func:`custody.migrations.runner.upgrade`). Returns the revisions reached."""
+    from custody.migrations import runner  # the migrations import this module
 
-    def __init__(self, url: str, metadata: MetaData) -> None:
+    return runner.upgrade(url, Role(role), revision)
+
+
+def ensure_schema(url: str, role: RoleName) -> None:
+    """:func:`upgrade` to head, once per process for each ``(role, url)``."""
+    from custody.migrations import runner
+
+    runner.ensure_schema(url, Role(role))
+
+
+class TransactionalStore:
+    """A store over one database of ``role``; every method runs in its own
+    transaction. The schema is migrated to head before the store is usable."""
+
+    def __init__(self, url: str, role: RoleName | MetaData) -> None:
+        if isinstance(role, MetaData):  # TRANSITIONAL: removed once every store names its role
+            self.engine = make_engine(url)
+            role.create_all(self.engine)
+            self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+            return
+        ensure_schema(url, role)
         self.engine = make_engine(url)
-        metadata.create_all(self.engine)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
 
     @contextmanager

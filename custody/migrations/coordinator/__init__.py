@@ -1,0 +1,1 @@
+"""The Alembic environment of the coordinator database (``env.py``, ``versions/``)."""

@@ -1,0 +1,1 @@
+"""Revisions of the coordinator database, oldest first by ``down_revision``."""

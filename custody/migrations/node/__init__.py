@@ -1,0 +1,1 @@
+"""The Alembic environment of the node database (``env.py``, ``versions/``)."""

@@ -1,0 +1,6 @@
+"""Alembic environment of a signer node's database; see :mod:`custody.migrations.environment`."""
+
+from custody.migrations.environment import run
+from signer_nodes.db import Role
+
+run(Role.NODE)

@@ -1,0 +1,1 @@
+"""Revisions of the node database, oldest first by ``down_revision``."""
