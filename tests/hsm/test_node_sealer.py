@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from hsm.sealer import SealContext as HsmContext
 from hsm.sealer import RecordKind, SealedBlob, Sealer
+from hsm.sealer import SealContext as HsmContext
 from signer_nodes.node.sealing import (
     KINDS,
     RECORD_FORMAT_VERSION,
