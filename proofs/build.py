@@ -37,7 +37,7 @@ from proofs.snapshot import (
     CustodyEntry,
     Snapshot,
     canonical_json,
-    compute_challenge,
+    challenge_preimage,
     signing_message,
 )
 from proofs.tree import (
@@ -311,8 +311,13 @@ class PreparedSnapshot:
     created_at: str
     liabilities: Liabilities
     tree: MerkleSumTree
-    challenge: bytes
+    challenge_preimage: bytes
     salts: bytes = field(repr=False)
+
+    @property
+    def challenge(self) -> bytes:
+        """``SHA-256(challenge_preimage)``: the 32 bytes every custody key signs."""
+        return enc.sha256(self.challenge_preimage)
 
     def custody_entry(
         self,
@@ -362,7 +367,7 @@ def prepare_snapshot(
     tree = build_tree(
         liabilities.assets, customer_hashes(liabilities.customer_ids, salts), liabilities.balances
     )
-    challenge = compute_challenge(
+    preimage = challenge_preimage(
         snapshot_id=snapshot_id,
         cutoff=cutoff,
         root_hash=tree.root_hash,
@@ -376,7 +381,7 @@ def prepare_snapshot(
         created_at=created_at,
         liabilities=liabilities,
         tree=tree,
-        challenge=challenge,
+        challenge_preimage=preimage,
         salts=salts,
     )
 

@@ -239,7 +239,7 @@ def _parse_custody(obj: Any, assets: Sequence[str], where: str) -> CustodyEntry:
     )
 
 
-def compute_challenge(
+def challenge_preimage(
     *,
     snapshot_id: str,
     cutoff: str,
@@ -248,10 +248,11 @@ def compute_challenge(
     assets: Sequence[str],
     liabilities: Sequence[int],
 ) -> bytes:
-    """The 32-byte challenge every custody key signs (``docs/por-format.md``, "Challenge").
+    """The bytes whose SHA-256 is the challenge (``docs/por-format.md``, "Challenge").
 
-    ``H(TAG_CHALLENGE || lp16(snapshot_id) || lp16(cutoff) || root_hash || u64 leaf_count
-    || u16 k || for each asset: lp16(asset) || u64 total)``.
+    ``TAG_CHALLENGE || lp16(snapshot_id) || lp16(cutoff) || root_hash || u64 leaf_count
+    || u16 k || for each asset: lp16(asset) || u64 total``. Signer nodes are given this
+    preimage, not the hash, so that they can check they attest a real snapshot.
     """
     parts = [
         enc.TAG_CHALLENGE,
@@ -263,7 +264,29 @@ def compute_challenge(
     ]
     for asset, total in zip(assets, liabilities, strict=True):
         parts.append(enc.lp16(asset.encode("ascii")) + enc.u64(total))
-    return enc.sha256(b"".join(parts))
+    return b"".join(parts)
+
+
+def compute_challenge(
+    *,
+    snapshot_id: str,
+    cutoff: str,
+    root_hash: bytes,
+    leaf_count: int,
+    assets: Sequence[str],
+    liabilities: Sequence[int],
+) -> bytes:
+    """The 32-byte challenge every custody key signs: ``SHA-256(challenge_preimage(...))``."""
+    return enc.sha256(
+        challenge_preimage(
+            snapshot_id=snapshot_id,
+            cutoff=cutoff,
+            root_hash=root_hash,
+            leaf_count=leaf_count,
+            assets=assets,
+            liabilities=liabilities,
+        )
+    )
 
 
 def canonical_json(obj: Any) -> bytes:

@@ -213,9 +213,12 @@ def _sign(
     snapshot_id: str | None,
 ) -> BuiltSnapshot:
     from custody.client import CustodyClient
+    from custody.governance.genesis import por_initiator_id
     from custody.por.snapshot import ClusterChallengeSigner, take_snapshot
 
-    with CustodyClient.from_data_dir(config.data_dir, tenant) as client:
+    tenant = tenant or config.tenants[0]
+    initiator = por_initiator_id(tenant)  # the tenant's attestation-only initiator
+    with CustodyClient.from_data_dir(config.data_dir, tenant, initiator) as client:
         signer = ClusterChallengeSigner(client)
         signer.check_keys(k.key_id for k in custody)
         return take_snapshot(

@@ -11,9 +11,9 @@ files in dry runs:
   :func:`custody_keys_from_csv`);
 * ``sign_challenge(key_id, challenge) -> (scheme, public_key, signature)``: the
   threshold signature of a custody key over the snapshot's challenge
-  (``docs/por-format.md`` section 4). In the service it goes through the policy
-  path as a proof-of-reserves request; :class:`ClusterChallengeSigner` signs
-  through the custody API;
+  (``docs/por-format.md`` section 4; :class:`Challenge` carries the 32-byte digest
+  and its preimage). :class:`ClusterChallengeSigner` asks the cluster through the
+  policy path, as a ``por_attestation`` request;
 * the service's snapshot key (:func:`custody.por.keys.ensure_snapshot_key`).
 
 Every input is checked before anything is signed, and every custody signature
@@ -33,9 +33,10 @@ from pathlib import Path
 
 import grpc
 
-from custody.client import SCHEME_NAMES, CustodyClient, OperationFailed
+from custody.client import OFFCHAIN, SCHEME_NAMES, CustodyClient, OperationFailed
 from custody.por.customers import namespace_problem
 from custody.por.errors import SnapshotCode, SnapshotError
+from policy.request import RequestType
 from proofs import control
 from proofs import encoding as enc
 from proofs import fields as f
@@ -53,7 +54,24 @@ from proofs.snapshot import CustodyEntry
 
 LiabilityRows = Iterable[Row | tuple[str, str, int]]
 LiabilitySource = LiabilityRows | Callable[[], LiabilityRows]
-ChallengeSigner = Callable[[str, bytes], tuple[str, bytes, bytes]]
+
+
+@dataclass(frozen=True, slots=True)
+class Challenge:
+    """What a custody key attests: ``digest`` = SHA-256(``preimage``) (format section 4).
+
+    Signatures are over ``digest`` exactly as :mod:`proofs.control` verifies them;
+    signer nodes are given ``preimage`` so they can check it names a real snapshot.
+    """
+
+    preimage: bytes
+
+    @property
+    def digest(self) -> bytes:
+        return hashlib.sha256(self.preimage).digest()
+
+
+ChallengeSigner = Callable[[str, Challenge], tuple[str, bytes, bytes]]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -140,8 +158,9 @@ def _control_entries(
 ) -> list[CustodyEntry]:
     entries = []
     public_keys: set[bytes] = set()
+    challenge = Challenge(prepared.challenge_preimage)
     for key in custody:
-        scheme, public_key, signature = sign_challenge(key.key_id, prepared.challenge)
+        scheme, public_key, signature = sign_challenge(key.key_id, challenge)
         if not control.verify_signature(scheme, public_key, prepared.challenge, signature):
             raise SnapshotError(
                 SnapshotCode.CONTROL_SIGNATURE_INVALID,
@@ -195,13 +214,14 @@ def take_snapshot(
 
 
 class ClusterChallengeSigner:
-    """``sign_challenge`` through the custody API, as the client's tenant.
+    """``sign_challenge`` through the custody API: a ``por_attestation`` request.
 
-    The request id is derived from the key and the challenge, so a retried
-    snapshot asks for the same signature (AIP-155 idempotency) and a new snapshot
-    can never be answered with an old signature. For a ``message`` payload the
-    service signs exactly what the format specifies: Ed25519 and BIP340 sign the
-    32-byte challenge, ECDSA signs its SHA-256 (``custody.v1`` proto).
+    The client must sign requests as the tenant's proof-of-reserves initiator
+    (``<tenant>-por``), the one the starter policy allows to attest and nothing else.
+    Every signer node parses the preimage (only a real challenge is signed) and signs
+    what the format specifies: the challenge for Ed25519 and BIP340, its SHA-256 for
+    ECDSA (:mod:`policy.payloads.messages`). The request id is derived from the key and
+    the challenge: one request per key and snapshot, recognisable in the audit log.
     """
 
     def __init__(self, client: CustodyClient, *, timeout: float = 60.0) -> None:
@@ -223,14 +243,17 @@ class ClusterChallengeSigner:
             raise SnapshotError(SnapshotCode.UNKNOWN_KEY, f"{key_id}: unsupported scheme")
         return scheme, bytes(key.public_key)
 
-    def __call__(self, key_id: str, challenge: bytes) -> tuple[str, bytes, bytes]:
+    def __call__(self, key_id: str, challenge: Challenge) -> tuple[str, bytes, bytes]:
         scheme, public_key = self._key(key_id)
-        digest = hashlib.sha256(b"custody-por/v1/request\0" + key_id.encode() + b"\0" + challenge)
+        tag = b"custody-por/v1/request\0" + key_id.encode() + b"\0" + challenge.digest
         try:
-            result = self.client.sign(
+            result = self.client.submit(
                 key_id,
-                message=challenge,
-                request_id=f"por-{digest.hexdigest()[:48]}",
+                request_type=RequestType.POR_ATTESTATION,
+                chain=OFFCHAIN,
+                asset=OFFCHAIN,
+                payload=challenge.preimage,
+                request_id=f"por-{hashlib.sha256(tag).hexdigest()[:48]}",
                 timeout=self.timeout,
             )
         except OperationFailed as exc:

@@ -150,7 +150,7 @@ class SnapshotStore(TransactionalStore):
     """Published snapshots in the coordinator database (its own tables and metadata)."""
 
     def __init__(self, url: str) -> None:
-        super().__init__(url, Base.metadata)
+        super().__init__(url, "coordinator")
         self._documents: dict[str, Snapshot] = {}  # immutable once published
 
     # -- publishing -----------------------------------------------------------------

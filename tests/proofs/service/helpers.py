@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy
 
-from custody.por.snapshot import CustodyKey
+from custody.por.snapshot import Challenge, CustodyKey
 from proofs.build import CustodySigner, ServiceSigner, software_signer
 
 CUTOFF = "2024-06-30T00:00:00Z"
@@ -27,10 +27,10 @@ class SoftwareKeys:
         }
         self.calls: list[str] = []
 
-    def __call__(self, key_id: str, challenge: bytes) -> tuple[str, bytes, bytes]:
+    def __call__(self, key_id: str, challenge: Challenge) -> tuple[str, bytes, bytes]:
         self.calls.append(key_id)
         s = self.signers[key_id]
-        return s.scheme, s.public_key, s.sign(challenge)
+        return s.scheme, s.public_key, s.sign(challenge.digest)
 
 
 def custody_keys() -> list[CustodyKey]:

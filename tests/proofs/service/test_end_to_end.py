@@ -213,8 +213,11 @@ def test_audit_fails_after_any_edit(
     unsigned = {k: v for k, v in resigned.items() if k != "service_signature"}
     resigned["service_signature"]["signature"] = service.sign(signing_message(unsigned)).hex()
     path.write_bytes(canonical_json(resigned))
-    audit = subprocess.run([CUSTODY_POR, *argv], capture_output=True, text=True)
-    assert audit.returncode == 1 and json.loads(audit.stdout)["code"] == resigned_code
+    audit = subprocess.run(
+        [sys.executable, "-m", "proofs.cli", *argv], capture_output=True, text=True, check=False
+    )
+    assert audit.returncode == 1, audit.stderr
+    assert json.loads(audit.stdout)["code"] == resigned_code
 
 
 def test_customer_fetches_its_proof_with_the_tenant_certificate(

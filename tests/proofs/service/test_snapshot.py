@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from custody.por.errors import SnapshotCode, SnapshotError
-from custody.por.snapshot import CustodyKey, load_liabilities, take_snapshot
+from custody.por.snapshot import Challenge, CustodyKey, load_liabilities, take_snapshot
 from proofs import verifier
 from proofs.cli import main as custody_por
 from proofs.errors import PorInputError, ReasonCode
@@ -114,10 +114,10 @@ def test_custody_input_is_refused_before_anything_is_signed(
 def test_a_control_signature_that_does_not_verify_is_never_published() -> None:
     keys = SoftwareKeys()
 
-    def wrong(key_id: str, challenge: bytes) -> tuple[str, bytes, bytes]:
+    def wrong(key_id: str, challenge: Challenge) -> tuple[str, bytes, bytes]:
         scheme, public_key, signature = keys(key_id, challenge)
-        if key_id == "k-bip340":  # e.g. the service signed another message
-            return keys("k-bip340", bytes(32))
+        if key_id == "k-bip340":  # e.g. the cluster signed a domain-separated message digest
+            return keys("k-bip340", Challenge(b"another preimage"))
         return scheme, public_key, signature
 
     with pytest.raises(SnapshotError) as info:
@@ -135,7 +135,7 @@ def test_a_control_signature_that_does_not_verify_is_never_published() -> None:
 def test_two_entries_with_one_public_key_are_refused() -> None:
     keys = SoftwareKeys()
 
-    def same_key(key_id: str, challenge: bytes) -> tuple[str, bytes, bytes]:
+    def same_key(key_id: str, challenge: Challenge) -> tuple[str, bytes, bytes]:
         return keys("k-ed25519", challenge)
 
     with pytest.raises(PorInputError) as info:
