@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Literal
 
-from sqlalchemy import MetaData, create_engine, event
+from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -81,26 +81,30 @@ def upgrade(url: str, role: RoleName, revision: str = "head") -> tuple[str, ...]
     :func:`custody.migrations.runner.upgrade`). Returns the revisions reached."""
     from custody.migrations import runner  # the migrations import this module
 
-    return runner.upgrade(url, Role(role), revision)
+    return runner.upgrade(url, _role(role), revision)
 
 
 def ensure_schema(url: str, role: RoleName) -> None:
     """:func:`upgrade` to head, once per process for each ``(role, url)``."""
     from custody.migrations import runner
 
-    runner.ensure_schema(url, Role(role))
+    runner.ensure_schema(url, _role(role))
+
+
+def _role(value: str) -> Role:
+    try:
+        return Role(value)
+    except ValueError:
+        raise ValueError(
+            f"{value!r} is not a database role (coordinator or node; docs/migrations.md)"
+        ) from None
 
 
 class TransactionalStore:
     """A store over one database of ``role``; every method runs in its own
     transaction. The schema is migrated to head before the store is usable."""
 
-    def __init__(self, url: str, role: RoleName | MetaData) -> None:
-        if isinstance(role, MetaData):  # TRANSITIONAL: removed once every store names its role
-            self.engine = make_engine(url)
-            role.create_all(self.engine)
-            self._sessions = sessionmaker(self.engine, expire_on_commit=False)
-            return
+    def __init__(self, url: str, role: RoleName) -> None:
         ensure_schema(url, role)
         self.engine = make_engine(url)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)

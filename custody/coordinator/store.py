@@ -129,7 +129,7 @@ def signer_set(signers: Iterable[int]) -> str:
 
 class CoordinatorStore(TransactionalStore):
     def __init__(self, url: str) -> None:
-        super().__init__(url, Base.metadata)
+        super().__init__(url, "coordinator")
 
     def pool_level(self, key_id: str, node_id: int) -> int:
         with self.transaction() as s:

@@ -62,7 +62,7 @@ class GovernanceStore(TransactionalStore):
     ) -> None:
         if checkpoint_every < 1 or checkpoint_seconds < 1:
             raise ValueError("checkpoint intervals are positive")
-        super().__init__(url, GovernanceBase.metadata)
+        super().__init__(url, "coordinator")
         self._audit_key = audit_key
         self._every = checkpoint_every
         self._seconds = checkpoint_seconds

@@ -32,7 +32,7 @@ class LedgerStore(TransactionalStore):
     """Double-entry books in one database (``docs/ledger.md``)."""
 
     def __init__(self, url: str, metadata: MetaData | None = None) -> None:
-        super().__init__(url, metadata or LedgerBase.metadata)
+        super().__init__(url, "coordinator")
         if metadata is not None:
             LedgerBase.metadata.create_all(self.engine)
         self._writes = self._sessions

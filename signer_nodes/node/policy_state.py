@@ -201,7 +201,7 @@ class PolicyState(TransactionalStore):
     under a lock."""
 
     def __init__(self, url: str, genesis_pin: GenesisPin) -> None:
-        super().__init__(url, PolicyBase.metadata)
+        super().__init__(url, "node")
         self._pin = genesis_pin
         self._lock = threading.Lock()
         self._log_lock = threading.Lock()

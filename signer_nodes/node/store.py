@@ -92,7 +92,7 @@ class StoreError(Exception):
 
 class NodeStore(TransactionalStore):
     def __init__(self, url: str) -> None:
-        super().__init__(url, Base.metadata)
+        super().__init__(url, "node")
 
     # -- keys ------------------------------------------------------------------
 
