@@ -24,9 +24,15 @@ a restored copy could be used a second time, which reveals the key share.
 File format v1 (JSON, UTF-8)::
 
     {"format": "mpc-custody-hsm-backup", "version": 1,
-     "manifest": {...}, "manifest_sha256": hex,
+     "manifest": {..., "records": [{"kind", "key_id", "epoch", "format_version",
+                                    "public"?: b64}, ...]},
+     "manifest_sha256": hex,
      "wrapped_key": b64, "manifest_seal": {"iv": b64, "tag": b64},
      "records": [{"iv": b64, "ct": b64}, ...]}
+
+A manifest record's optional ``public`` is the record's non-secret companion
+data (:attr:`hsm.store.SealedRecord.public`, e.g. a share's scheme and public
+key package), authenticated with the manifest.
 
 ``manifest_sha256`` is SHA-256 of the canonical manifest JSON (sorted keys,
 no spaces); record ``i``'s GCM additional data is

@@ -1,11 +1,12 @@
 """The only shape in which node secrets reach storage: sealed records.
 
-The node database calls :func:`put_secret` / :func:`get_secret`, so what it
-stores is a :class:`SealedRecord` whose ``blob`` came from
-:meth:`hsm.sealer.Sealer.seal`. :class:`SealedStore` is the small interface a
-node's persistence implements; :class:`SqliteSealedStore` is a complete
-implementation (stdlib ``sqlite3``) used by the tests and the CLI until the
-node layer provides its own.
+What a store holds is a :class:`SealedRecord` whose ``blob`` came from
+:meth:`hsm.sealer.Sealer.seal` (:func:`put_secret` / :func:`get_secret` seal and
+unseal on the way). Backup, restore and rotation work on any
+:class:`SealedStore`: the small interface a
+node's persistence implements (the signer node's is
+``custody.node_records.NodeShareStore``); :class:`SqliteSealedStore` is a
+complete implementation (stdlib ``sqlite3``) used by the library's tests.
 """
 
 from __future__ import annotations

@@ -49,7 +49,7 @@ from hsm.softhsm import SoftHsmHome, delete_token, provision_tokens, token_label
 from signer_nodes.grpc_errors import reason_of
 from signer_nodes.mpc.frost import PublicKeyPackage
 from tests.hsm.conftest import softhsm_available
-from tests.hsm.scan import assert_absent
+from tests.hsm.scan import assert_absent, assert_absent_in_database
 
 pytestmark = pytest.mark.skipif(not softhsm_available(), reason="SoftHSM2 not installed")
 ROOT = Path(__file__).resolve().parents[2]
@@ -171,6 +171,8 @@ def test_no_share_nonce_or_identity_key_in_the_clear(hc: Hc, tmp_path: Path) -> 
     secrets = [n for node in values.values() for n in needles(node, ("share", "nonce", "identity"))]
     scanned = assert_absent([hc.data_dir], secrets)
     assert scanned > 20  # databases, WAL files, tokens, logs, certificates, hsm.json ...
+    for node in hc.config.nodes:
+        assert assert_absent_in_database(hc.config.node_database_url(node.node_id), secrets) > 20
     # the scan does find a secret that is there
     (tmp_path / "leak").write_bytes(b"..." + secrets[0] + b"...")
     with pytest.raises(AssertionError, match="in the clear"):
