@@ -43,7 +43,9 @@ def _csv_error(tmp_path: Path, body: str) -> PorInputError:
         (HEADER + 'a,BTC,1\n"b\nc,ETH,2\n', 4, ReasonCode.MALFORMED, "unexpected end of data"),
     ],
 )
-def test_bad_csv_line_is_named(tmp_path: Path, body: str, line: int, code: ReasonCode, words: str):
+def test_bad_csv_line_is_named(
+    tmp_path: Path, body: str, line: int, code: ReasonCode, words: str
+) -> None:
     err = _csv_error(tmp_path, body)
     assert err.code is code
     assert f"CSV line {line}:" in err.detail and words in err.detail, err.detail
