@@ -50,7 +50,7 @@ class NonceRow(Base):
     DKLs23 presignature (``commitments`` = its PresignaturePublic)."""
 
     __tablename__ = "nonces"
-    nonce_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    nonce_id: Mapped[str] = mapped_column(String(80), primary_key=True)
     key_id: Mapped[str] = mapped_column(ForeignKey("key_shares.key_id"), index=True)
     commitments: Mapped[bytes] = mapped_column(LargeBinary)
     sealed_nonces: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
@@ -66,7 +66,7 @@ class SignRecordRow(Base):
     request_id: Mapped[str] = mapped_column(String(160), primary_key=True)
     key_id: Mapped[str] = mapped_column(String(64), index=True)
     package_digest: Mapped[bytes] = mapped_column(LargeBinary)
-    nonce_id: Mapped[str] = mapped_column(String(64))
+    nonce_id: Mapped[str] = mapped_column(String(80))
     signature_share: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 

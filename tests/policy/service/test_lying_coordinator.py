@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import time
 from collections.abc import Iterator
 
@@ -63,18 +62,6 @@ from tests.service.lying import authorizations
 pytestmark = pytest.mark.timeout(180)
 FAILED = grpc.StatusCode.FAILED_PRECONDITION
 DAILY_ETH = 10 * ETH  # the starter policy's acme-eth-small velocity budget
-# Tests that need a DKLs23 presignature cannot run on PostgreSQL until this is fixed.
-PRESIGNATURES_ON_POSTGRES = pytest.mark.xfail(
-    condition=bool(os.environ.get("CUSTODY_TEST_POSTGRES")),
-    strict=True,
-    raises=grpc.RpcError,
-    reason=(
-        "BUG signer_nodes/node/store.py: nonces.nonce_id (and sign_records.nonce_id) is "
-        "String(64), but presignature ids are 'ps_' + 64 hex = 67 characters "
-        "(signer_nodes/node/service.py presignature_id): PostgreSQL refuses to store any "
-        "DKLs23 presignature (StringDataRightTruncation; the presign RPC fails UNKNOWN)"
-    ),
-)
 
 
 @pytest.fixture(scope="module")
@@ -136,7 +123,6 @@ def ecdsa_input(request: SigningRequest) -> bytes:
 # -- approvals ---------------------------------------------------------------------------
 
 
-@PRESIGNATURES_ON_POSTGRES
 def test_dropped_approvals_get_no_share(cluster: LiarCluster, ecdsa_key: pb.Key) -> None:
     """A 2 ETH transfer needs the treasury (the starter policy allows at most 1 ETH without
     approval). The treasury approved it; the coordinator drops the approval: every signer
@@ -150,7 +136,6 @@ def test_dropped_approvals_get_no_share(cluster: LiarCluster, ecdsa_key: pb.Key)
         attempt.refused(i, dropped[i], "APPROVAL_MISSING", message_hash=ecdsa_input(request))
 
 
-@PRESIGNATURES_ON_POSTGRES
 def test_forged_and_relabelled_approvals_get_no_share(
     cluster: LiarCluster, ecdsa_key: pb.Key
 ) -> None:
@@ -215,7 +200,6 @@ def test_forged_and_relabelled_approvals_get_no_share(
 # -- payload ------------------------------------------------------------------------------
 
 
-@PRESIGNATURES_ON_POSTGRES
 def test_payload_swapped_after_signing_gets_no_share(
     cluster: LiarCluster, ecdsa_key: pb.Key
 ) -> None:
@@ -255,7 +239,6 @@ def test_payload_swapped_after_signing_gets_no_share(
             attempt.refused(i, auths[i], code, message_hash=message_hash)
 
 
-@PRESIGNATURES_ON_POSTGRES
 def test_signing_input_must_be_what_the_payload_says(
     cluster: LiarCluster, ecdsa_key: pb.Key, frost_key: pb.Key
 ) -> None:
@@ -330,7 +313,6 @@ def test_another_tenants_initiator_or_key_gets_no_share(
 # -- policy versions -----------------------------------------------------------------------
 
 
-@PRESIGNATURES_ON_POSTGRES
 def test_replayed_policy_version_gets_no_share(
     cluster: LiarCluster, ecdsa_key: pb.Key, frost_key: pb.Key
 ) -> None:
@@ -478,7 +460,6 @@ def test_policy_change_without_officer_quorum_is_refused_by_every_node(
 # -- velocity and hidden history -----------------------------------------------------------
 
 
-@PRESIGNATURES_ON_POSTGRES
 def test_hidden_history_cannot_dodge_the_velocity_limit(
     cluster: LiarCluster, ecdsa_key: pb.Key
 ) -> None:
@@ -546,7 +527,6 @@ def test_hidden_history_cannot_dodge_the_velocity_limit(
         "beyond the velocity budget"
     ),
 )
-@PRESIGNATURES_ON_POSTGRES
 def test_prefetched_history_reports_cannot_split_the_budget(cluster: LiarCluster) -> None:
     """docs/policy-format.md section 8, "own history is not enough": with n = 3, t = 2,
     spending through {1,2} and {2,3} must be seen by a later request through {1,3}, via the
