@@ -26,6 +26,8 @@ from custody.coordinator.nodes import NodeClients
 from custody.coordinator.store import CoordinatorStore
 from custody.governance.wiring import open_governance
 from custody.logging import configure_logging
+from custody.por.service import SERVICE_NAME as PROOF_SERVICE
+from custody.por.service import add_proof_service
 from signer_nodes.serving import serve_mtls
 
 SERVICE_NAME = custody_pb2.DESCRIPTOR.services_by_name["CustodyService"].full_name
@@ -55,6 +57,7 @@ def build_server(config: ClusterConfig) -> tuple[grpc.Server, Coordinator, int]:
         CustodyServicer(coordinator, config.tenants), server
     )
     governance_service = governance.add_to_server(server, config.tenants)
+    add_proof_service(server, config)
     cdir = config.coordinator_dir
     port = serve_mtls(
         server,
@@ -63,7 +66,7 @@ def build_server(config: ClusterConfig) -> tuple[grpc.Server, Coordinator, int]:
         key=(cdir / "server.key").read_bytes(),
         cert=(cdir / "server.pem").read_bytes(),
         ca=config.ca_cert.read_bytes(),
-        extra_services=(governance_service,),
+        extra_services=(governance_service, PROOF_SERVICE),
     )
     return server, coordinator, port
 
