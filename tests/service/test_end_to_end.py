@@ -205,3 +205,20 @@ def test_operation_errors_are_reported(acme) -> None:
         acme.stub.GetOperation(pb.GetOperationRequest(name="nonsense"))
     assert reason_of(err.value) == "INVALID_OPERATION_NAME"
     assert isinstance(OperationFailed("X", "y"), Exception)
+
+
+@pytest.mark.parametrize(
+    "service",
+    [
+        "custody.v1.CustodyService",
+        "custody.governance.v1.GovernanceService",
+        "custody.por.v1.ProofService",
+    ],
+)
+def test_coordinator_serves_every_service(acme, service) -> None:
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    status = health_pb2_grpc.HealthStub(acme.channel).Check(
+        health_pb2.HealthCheckRequest(service=service)
+    )
+    assert status.status == health_pb2.HealthCheckResponse.SERVING
