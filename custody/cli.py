@@ -278,9 +278,12 @@ def demo(
 def _mount_subcommands() -> None:
     """Command groups that live next to their subsystems."""
     from custody.governance.cli import approvals_app, audit_app, policy_app
+    from custody.hsm_commands import backup_app, hsm_app
     from custody.payments.cli import ledger_app, payment_app
     from custody.por.cli import make_por_app
 
+    app.add_typer(hsm_app, name="hsm")
+    app.add_typer(backup_app, name="backup")
     app.add_typer(policy_app, name="policy")
     app.add_typer(approvals_app, name="approvals")
     app.add_typer(audit_app, name="audit")

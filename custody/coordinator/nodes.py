@@ -21,6 +21,10 @@ class NodeClients:
         options = [
             ("grpc.max_receive_message_length", 16 * 1024 * 1024),
             ("grpc.max_send_message_length", 16 * 1024 * 1024),
+            # A node that comes back (restart, restore) is usable within a second or two,
+            # not after gRPC's default reconnect backoff of up to two minutes.
+            ("grpc.initial_reconnect_backoff_ms", 200),
+            ("grpc.max_reconnect_backoff_ms", 2000),
         ]
         self.channels = {
             n.node_id: grpc.secure_channel(n.address, credentials, options=options)

@@ -412,6 +412,8 @@ class NodeServicer(node_pb2_grpc.NodeServiceServicer):
                     seal(e, self.identity, self.directory).to_bytes() for e in session.core.start()
                 ]
                 return self._update(session, out)
+        except SealingError as exc:
+            abort(context, ServiceError(grpc.StatusCode.DATA_LOSS, exc.code, str(exc)))
         except ServiceError as err:
             abort(context, err)
 
@@ -454,6 +456,8 @@ class NodeServicer(node_pb2_grpc.NodeServiceServicer):
                 with self._lock:
                     self._sessions.pop(request.session_id, None)
             return update
+        except SealingError as exc:
+            abort(context, ServiceError(grpc.StatusCode.DATA_LOSS, exc.code, str(exc)))
         except ServiceError as err:
             abort(context, err)
 
@@ -479,6 +483,8 @@ class NodeServicer(node_pb2_grpc.NodeServiceServicer):
                 response.nonces.add(nonce_id=nonce_id, commitments=encoded)
             self.store.add_nonces(request.key_id, entries)
             return response
+        except SealingError as exc:
+            abort(context, ServiceError(grpc.StatusCode.DATA_LOSS, exc.code, str(exc)))
         except ServiceError as err:
             abort(context, err)
 
