@@ -28,6 +28,7 @@ from hexbytes import HexBytes
 
 from custody._pb.custody.governance.v1 import governance_pb2 as gpb
 from custody._pb.custody.v1 import custody_pb2 as pb
+from custody.client import OperationFailed
 from custody.governance.client import GovernanceClient
 from custody.governance.genesis import approver_key_path, governance_root
 from custody.governance.keys import load_private_key
@@ -139,6 +140,21 @@ def await_pending(world: World, request_id: str, timeout: float = 20.0) -> gpb.R
                     return d
             time.sleep(0.1)
     raise AssertionError(f"{request_id} never waited for approvals")
+
+
+def await_signers(world: World, timeout: float = 20.0) -> None:
+    """Until the coordinator reaches the restarted nodes again (its channels reconnect
+    with a backoff of up to 2 s): a message signed with the ECDSA key."""
+    deadline = time.monotonic() + timeout
+    with world.running.client(TENANT) as client:
+        while True:
+            try:
+                client.sign(world.ecdsa.key_id, message=b"are the signers back?")
+                return
+            except OperationFailed:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
 
 
 class Background(threading.Thread):
@@ -388,6 +404,7 @@ def test_unreachable_nodes_leave_the_payment_reserved_until_resumed(world: World
     finally:
         cluster.restart("node-1")
         cluster.restart("node-2")
+        await_signers(world)
     assert info.value.code is PaymentCode.SIGNING_UNAVAILABLE
     held = world.store.get(TENANT, "down-1")
     assert (held.state, held.error_code) == ("RESERVED", "UNAVAILABLE")
