@@ -27,7 +27,6 @@ from custody.governance.tables import (
     AuditCheckpointRow,
     AuditHeadRow,
     AuditRecordRow,
-    GovernanceBase,
 )
 from policy._codec import ZERO_HASH
 from policy.audit import (

@@ -44,7 +44,7 @@ def upgrade() -> None:
         sa.Column("request_id", sa.String(length=160), nullable=False),
         sa.Column("key_id", sa.String(length=64), nullable=False),
         sa.Column("package_digest", sa.LargeBinary(), nullable=False),
-        sa.Column("nonce_id", sa.String(length=64), nullable=False),
+        sa.Column("nonce_id", sa.String(length=80), nullable=False),
         sa.Column("signature_share", sa.LargeBinary(), nullable=True),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("request_id"),
@@ -54,7 +54,7 @@ def upgrade() -> None:
 
     op.create_table(
         "nonces",
-        sa.Column("nonce_id", sa.String(length=64), nullable=False),
+        sa.Column("nonce_id", sa.String(length=80), nullable=False),
         sa.Column("key_id", sa.String(length=64), nullable=False),
         sa.Column("commitments", sa.LargeBinary(), nullable=False),
         sa.Column("sealed_nonces", sa.LargeBinary(), nullable=True),
