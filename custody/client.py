@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -68,6 +69,7 @@ class CustodyClient:
         self.tenant = tenant
         self.initiator = initiator
         self._initiator_key = initiator_key
+        self._sent: dict[str, tuple[SigningRequest, bytes]] = {}
 
     def __repr__(self) -> str:
         return f"CustodyClient(tenant={self.tenant!r}, initiator={self.initiator!r})"
@@ -232,13 +234,19 @@ class CustodyClient:
             path=path,
             request_id=request_id,
         )
-        return self.submit_signed(
-            request_id,
-            signing,
-            sign_request(self._initiator_key, self.initiator, signing).signature,
-            timeout=timeout,
-            wait=wait,
-        )
+        # A retry with the same request_id must send the very request first signed (its
+        # created_at included); otherwise the service sees another request (AIP-155).
+        previous = self._sent.get(request_id)
+        if previous is not None and replace(previous[0], created_at=0) == replace(
+            signing, created_at=0
+        ):
+            signing, signature = previous
+        else:
+            signature = sign_request(self._initiator_key, self.initiator, signing).signature
+            if len(self._sent) >= 1024:
+                self._sent.pop(next(iter(self._sent)))
+            self._sent[request_id] = (signing, signature)
+        return self.submit_signed(request_id, signing, signature, timeout=timeout, wait=wait)
 
     def submit_signed(
         self,

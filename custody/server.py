@@ -20,7 +20,7 @@ import structlog
 from custody import metrics
 from custody._pb.custody.v1 import custody_pb2, custody_pb2_grpc
 from custody.api import CustodyServicer
-from custody.config import ClusterConfig
+from custody.config import ClusterConfig, ConfigError
 from custody.coordinator.engine import Coordinator
 from custody.coordinator.nodes import NodeClients
 from custody.coordinator.store import CoordinatorStore
@@ -28,6 +28,8 @@ from custody.governance.wiring import open_governance
 from custody.logging import configure_logging
 from custody.por.service import SERVICE_NAME as PROOF_SERVICE
 from custody.por.service import add_proof_service
+from signer_nodes.db import SchemaError
+from signer_nodes.node.policy_state import PolicyStateError
 from signer_nodes.serving import serve_mtls
 
 SERVICE_NAME = custody_pb2.DESCRIPTOR.services_by_name["CustodyService"].full_name
@@ -77,8 +79,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     configure_logging("coordinator")
     log = structlog.get_logger("coordinator")
-    config = ClusterConfig.load(args.data_dir)
-    server, coordinator, port = build_server(config)
+    try:
+        config = ClusterConfig.load(args.data_dir)
+        server, coordinator, port = build_server(config)
+    except (ConfigError, SchemaError, PolicyStateError) as exc:
+        log.error("coordinator_start_refused", code=str(exc.code), error=str(exc))
+        print(f"error {exc.code}: {exc}", file=sys.stderr, flush=True)
+        return 3
     server.start()
     coordinator.background.submit(coordinator.push_policy)
     coordinator.resume()

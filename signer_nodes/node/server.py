@@ -38,6 +38,7 @@ from custody.sealed_files import identity_path, load_identity
 from hsm.config import PinSource
 from hsm.deployment import HsmDeployment
 from hsm.errors import HsmError
+from signer_nodes.db import SchemaError
 from signer_nodes.mpc.errors import EncodingError
 from signer_nodes.node.policy_state import PolicyState, PolicyStateError
 from signer_nodes.node.sealing import HsmSealer, SealingError
@@ -176,7 +177,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config = ClusterConfig.load(args.data_dir)
         server, port = build_server(config, args.node, pin=source)
-    except (StartupError, SealingError, ConfigError, HsmError, PolicyStateError) as exc:
+    except (
+        StartupError,
+        SealingError,
+        ConfigError,
+        HsmError,
+        PolicyStateError,
+        SchemaError,
+    ) as exc:
         code = str(exc.code)
         message = exc.message if isinstance(exc, HsmError) else str(exc)
         log.error("node_start_refused", node_id=args.node, code=code, error=message)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 import uuid
 
 import grpc
@@ -69,6 +70,7 @@ def test_same_request_id_yields_one_signature(acme, keys) -> None:
     key = keys["eddsa-ed25519"]
     rid = f"pay-{uuid.uuid4().hex}"
     first = acme.sign(key.key_id, message=b"once", request_id=rid)
+    time.sleep(1.1)  # a retry in a later second resends the request first signed
     second = acme.sign(key.key_id, message=b"once", request_id=rid)
     assert first.signature == second.signature and first.signers == second.signers
     with pytest.raises(grpc.RpcError) as err:
