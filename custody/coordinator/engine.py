@@ -15,7 +15,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import grpc
@@ -112,6 +112,28 @@ def _check_request_id(request_id: str) -> None:
         raise ServiceError(
             INVALID, "INVALID_REQUEST_ID", "request_id must be 1-128 characters [A-Za-z0-9._:-]"
         )
+
+
+@dataclass
+class _Attempts:
+    """What a signing loop learns across attempts: nodes to leave out, named
+    culprits, the attempt counter and the error to report if it gives up."""
+
+    attempts: int
+    excluded: set[int] = field(default_factory=set)
+    culprits: set[int] = field(default_factory=set)
+    last_error: tuple[str, str] = ("UNAVAILABLE", "fewer than t signer nodes are reachable")
+
+    def candidates(self, config: ClusterConfig) -> list[int]:
+        return [n.node_id for n in config.nodes if n.node_id not in self.excluded]
+
+    def node_unreachable(self, exc: NodeCallFailed) -> None:
+        self.excluded.add(exc.node_id)
+        self.last_error = ("UNAVAILABLE", str(exc))
+
+    @property
+    def culprit_list(self) -> str:
+        return ",".join(map(str, sorted(self.culprits)))
 
 
 class Coordinator:
@@ -751,6 +773,64 @@ class Coordinator:
 
         threading.Thread(target=loop, name="node-health", daemon=True).start()
 
+    def _collect_shares(
+        self,
+        row: SignatureRequestRow,
+        requests: dict[int, node_pb2.SignShareRequest],
+        decode: Callable[[bytes], T],
+        state: _Attempts,
+    ) -> dict[int, T]:
+        """SignShare on every signer in parallel; a node that fails is excluded (and,
+        if its share does not even decode, named as a culprit)."""
+        futures = {i: self.pool.submit(self._sign_share, i, r) for i, r in requests.items()}
+        shares: dict[int, T] = {}
+        for i, fut in futures.items():
+            try:
+                shares[i] = decode(fut.result())
+            except grpc.RpcError as exc:
+                state.excluded.add(i)
+                state.last_error = self._node_refused(row, i, exc)
+                log.warning(
+                    "node_failed_to_sign",
+                    request_id=row.request_id,
+                    node_id=i,
+                    reason=state.last_error[0],
+                )
+            except MpcError:
+                state.excluded.add(i)
+                state.culprits.add(i)
+        return shares
+
+    def _give_up(self, row: SignatureRequestRow, state: _Attempts) -> SignatureRequestRow:
+        return self.store.finish_request(
+            row.tenant,
+            row.request_id,
+            state="FAILED",
+            error_code=state.last_error[0],
+            error_message=state.last_error[1],
+            culprits=state.culprit_list,
+            attempts=state.attempts,
+        )
+
+    def _succeed(
+        self,
+        row: SignatureRequestRow,
+        req: SigningRequest,
+        state: _Attempts,
+        signers: list[int],
+        **result: object,
+    ) -> SignatureRequestRow:
+        log.info("signature_created", request_id=row.request_id, key_id=row.key_id, signers=signers)
+        self._record_signed(req)
+        return self.store.finish_request(
+            row.tenant,
+            row.request_id,
+            state="SUCCEEDED",
+            culprits=state.culprit_list,
+            attempts=state.attempts,
+            **result,
+        )
+
     def _sign_ecdsa(self, row: SignatureRequestRow, key: KeyRow) -> SignatureRequestRow:
         """DKLs23: a pool presignature (or one made now) whose signers are all
         reachable, the final step on each signer, combine and verify (step 10).
@@ -765,30 +845,15 @@ class Coordinator:
         derived_pk = KEY_SUITES[key.scheme].serialize_public_key(
             self._public_package(key, row.path).group_public_key
         )
-        excluded: set[int] = set()
         bad_sets: set[tuple[int, ...]] = set()
-        culprits: set[int] = set()
-        attempts = row.attempts
-        last_error = ("UNAVAILABLE", "fewer than t signer nodes are reachable")
-
-        def fail() -> SignatureRequestRow:
-            return self.store.finish_request(
-                row.tenant,
-                row.request_id,
-                state="FAILED",
-                error_code=last_error[0],
-                error_message=last_error[1],
-                culprits=",".join(map(str, sorted(culprits))),
-                attempts=attempts,
-            )
-
+        st = _Attempts(row.attempts)
         while True:
-            candidates = [n.node_id for n in self.config.nodes if n.node_id not in excluded]
-            if len(candidates) < key.threshold or attempts >= len(self.config.nodes) + 3:
-                return fail()
-            attempts += 1
+            candidates = st.candidates(self.config)
+            if len(candidates) < key.threshold or st.attempts >= len(self.config.nodes) + 3:
+                return self._give_up(row, st)
+            st.attempts += 1
             reserved = self.store.begin_presignature_attempt(
-                row.tenant, row.request_id, row.key_id, candidates, attempts
+                row.tenant, row.request_id, row.key_id, candidates, st.attempts
             )
             if reserved is not None and reserved[1] in bad_sets:
                 continue
@@ -802,28 +867,26 @@ class Coordinator:
                     None,
                 )
                 if fresh is None:
-                    return fail()
+                    return self._give_up(row, st)
                 try:
                     self.presign(row.key_id, fresh)
                 except NodeCallFailed as exc:
-                    excluded.add(exc.node_id)
-                    last_error = ("UNAVAILABLE", str(exc))
+                    st.node_unreachable(exc)
                     continue
                 except ServiceError as err:
-                    last_error = (err.reason, err.message)
+                    st.last_error = (err.reason, err.message)
                     bad_sets.add(fresh)
                     continue
-                attempts -= 1  # presigning on demand is part of this attempt
+                st.attempts -= 1  # presigning on demand is part of this attempt
                 continue
             presignature_id, signers, public_bytes = reserved
             public = PresignaturePublic.from_bytes(public_bytes)
             try:
                 auths, req = self._authorizations(row, signers)
             except NodeCallFailed as exc:
-                excluded.add(exc.node_id)
-                last_error = ("UNAVAILABLE", str(exc))
+                st.node_unreachable(exc)
                 continue
-            node_request_id = f"{row.tenant}/{row.request_id}/{attempts}"
+            node_request_id = f"{row.tenant}/{row.request_id}/{st.attempts}"
             requests = {
                 i: node_pb2.SignShareRequest(
                     request_id=node_request_id,
@@ -835,23 +898,7 @@ class Coordinator:
                 )
                 for i in signers
             }
-            futures = {i: self.pool.submit(self._sign_share, i, requests[i]) for i in signers}
-            shares: dict[int, EcdsaSignatureShare] = {}
-            for i, fut in futures.items():
-                try:
-                    shares[i] = EcdsaSignatureShare.from_bytes(fut.result())
-                except grpc.RpcError as exc:
-                    excluded.add(i)
-                    last_error = self._node_refused(row, i, exc)
-                    log.warning(
-                        "node_failed_to_sign",
-                        request_id=row.request_id,
-                        node_id=i,
-                        reason=last_error[0],
-                    )
-                except MpcError:
-                    excluded.add(i)
-                    culprits.add(i)
+            shares = self._collect_shares(row, requests, EcdsaSignatureShare.from_bytes, st)
             if len(shares) < len(signers):
                 continue
             try:
@@ -859,8 +906,8 @@ class Coordinator:
             except MpcError as exc:
                 bad_sets.add(signers)
                 if not isinstance(exc, SignatureAbortError):
-                    culprits |= getattr(exc, "culprits", set())
-                last_error = (
+                    st.culprits |= getattr(exc, "culprits", set())
+                st.last_error = (
                     "SIGNATURE_ABORTED",
                     f"signers {list(signers)} produced no valid signature ({exc.code})",
                 )
@@ -869,22 +916,14 @@ class Coordinator:
                 )
                 metrics.record_aborts("dkls23-sign", sorted(getattr(exc, "culprits", ())))
                 continue
-            log.info(
-                "signature_created",
-                request_id=row.request_id,
-                key_id=row.key_id,
-                signers=list(signers),
-            )
-            self._record_signed(req)
-            done = self.store.finish_request(
-                row.tenant,
-                row.request_id,
-                state="SUCCEEDED",
+            done = self._succeed(
+                row,
+                req,
+                st,
+                list(signers),
                 signature=signature.to_bytes(),
                 public_key=derived_pk,
                 recovery_id=signature.recovery_id,
-                culprits=",".join(map(str, sorted(culprits))),
-                attempts=attempts,
             )
             self._maybe_refill_presignatures(row.key_id, key.threshold, signers)
             return done
@@ -901,51 +940,35 @@ class Coordinator:
         suite: Ciphersuite = SUITES[key.scheme]
         derived_public = self._public_package(key, row.path)
         needed = derived_public.min_signers
-        excluded: set[int] = set()
-        culprits: set[int] = set()
-        attempts = row.attempts
-        last_error = ("UNAVAILABLE", "fewer than t signer nodes are reachable")
-
-        def fail() -> SignatureRequestRow:
-            return self.store.finish_request(
-                row.tenant,
-                row.request_id,
-                state="FAILED",
-                error_code=last_error[0],
-                error_message=last_error[1],
-                culprits=",".join(map(str, sorted(culprits))),
-                attempts=attempts,
-            )
-
+        st = _Attempts(row.attempts)
         while True:
-            candidates = [n.node_id for n in self.config.nodes if n.node_id not in excluded]
-            if len(candidates) < needed or attempts >= len(self.config.nodes) + 2:
-                return fail()
-            attempts += 1
+            candidates = st.candidates(self.config)
+            if len(candidates) < needed or st.attempts >= len(self.config.nodes) + 2:
+                return self._give_up(row, st)
+            st.attempts += 1
             chosen, empty = self.store.begin_attempt(
-                row.tenant, row.request_id, row.key_id, candidates, needed, attempts
+                row.tenant, row.request_id, row.key_id, candidates, needed, st.attempts
             )
             if len(chosen) < needed:
                 # Empty pools: refill them now (round one on demand), then try again.
                 self.fill_pools(row.key_id, empty)
                 chosen, empty = self.store.begin_attempt(
-                    row.tenant, row.request_id, row.key_id, candidates, needed, attempts
+                    row.tenant, row.request_id, row.key_id, candidates, needed, st.attempts
                 )
-                excluded |= empty
+                st.excluded |= empty
                 if len(chosen) < needed:
                     continue
             signers = sorted(chosen)
             try:
                 auths, req = self._authorizations(row, signers)
             except NodeCallFailed as exc:
-                excluded.add(exc.node_id)
-                last_error = ("UNAVAILABLE", str(exc))
+                st.node_unreachable(exc)
                 continue
             commitments = tuple(SigningCommitments.decode(suite, chosen[i][1]) for i in signers)
             tweak = row.taproot_merkle_root if key.scheme == "frost-bip340" else None
             package = SigningPackage(commitments, row.signed_digest, tweak)
             encoded = package.encode(suite)
-            node_request_id = f"{row.tenant}/{row.request_id}/{attempts}"
+            node_request_id = f"{row.tenant}/{row.request_id}/{st.attempts}"
             requests = {
                 i: node_pb2.SignShareRequest(
                     request_id=node_request_id,
@@ -957,31 +980,17 @@ class Coordinator:
                 )
                 for i in signers
             }
-            futures = {i: self.pool.submit(self._sign_share, i, requests[i]) for i in signers}
-            shares: list[SignatureShare] = []
-            for i, fut in futures.items():
-                try:
-                    shares.append(SignatureShare.decode(suite, fut.result()))
-                except grpc.RpcError as exc:
-                    excluded.add(i)
-                    last_error = self._node_refused(row, i, exc)
-                    log.warning(
-                        "node_failed_to_sign",
-                        request_id=row.request_id,
-                        node_id=i,
-                        reason=last_error[0],
-                    )
-                except MpcError:
-                    excluded.add(i)
-                    culprits.add(i)
+            shares = self._collect_shares(
+                row, requests, functools.partial(SignatureShare.decode, suite), st
+            )
             if len(shares) < len(signers):
                 continue
             try:
-                signature = aggregate(suite, package, shares, derived_public)
+                signature = aggregate(suite, package, list(shares.values()), derived_public)
             except InvalidSignatureShareError as exc:
-                culprits |= exc.culprits
-                excluded |= exc.culprits
-                last_error = (
+                st.culprits |= exc.culprits
+                st.excluded |= exc.culprits
+                st.last_error = (
                     "INVALID_SIGNATURE_SHARE",
                     f"nodes {sorted(exc.culprits)} sent invalid shares",
                 )
@@ -993,20 +1002,14 @@ class Coordinator:
                 metrics.record_aborts("frost-sign", sorted(exc.culprits))
                 continue
             verifying_key = suite.tweak_public_key(derived_public.group_public_key, tweak)
-            pk = suite.serialize_public_key(verifying_key)
-            log.info(
-                "signature_created", request_id=row.request_id, key_id=row.key_id, signers=signers
-            )
-            self._record_signed(req)
-            done = self.store.finish_request(
-                row.tenant,
-                row.request_id,
-                state="SUCCEEDED",
+            done = self._succeed(
+                row,
+                req,
+                st,
+                signers,
                 signature=signature,
-                public_key=pk,
+                public_key=suite.serialize_public_key(verifying_key),
                 recovery_id=-1,
-                culprits=",".join(map(str, sorted(culprits))),
-                attempts=attempts,
             )
             self._maybe_refill(row.key_id, signers)
             return done
