@@ -24,7 +24,9 @@ from custody._pb.custody.governance.v1 import governance_pb2_grpc
 from custody.config import ClusterConfig
 from custody.governance.chain import sign_rejection
 from policy.governance import PolicyVersion, sign_version
-from policy.request import ApprovalDecision, RequestType, SigningRequest, sign_approval
+from policy.request import ApprovalDecision, SigningRequest, sign_approval
+from signer_nodes.grpc_errors import ServiceError
+from signer_nodes.node.authorization import request_from_proto
 
 
 class ClientCheckFailed(Exception):
@@ -38,23 +40,12 @@ class ClientCheckFailed(Exception):
 def signing_request(m: pb.SigningRequest) -> SigningRequest:
     """The domain request from its protobuf form (validated on construction)."""
     try:
-        return SigningRequest(
-            request_id=m.request_id,
-            tenant=m.tenant,
-            initiator=m.initiator,
-            key_id=m.key_id,
-            derivation_path=tuple(m.derivation_path),
-            request_type=RequestType(m.request_type),
-            chain=m.chain,
-            asset=m.asset,
-            destination=m.destination,
-            amount=int(m.amount),
-            payload=m.payload,
-            created_at=m.created_at,
-        )
-    except ValueError as e:
+        if not m.amount:
+            raise ServiceError(grpc.StatusCode.INVALID_ARGUMENT, "AMOUNT_MISSING", "no amount")
+        return request_from_proto(m)
+    except ServiceError as e:
         raise ClientCheckFailed(
-            "SERVER_MISMATCH", f"malformed request from the server: {e}"
+            "SERVER_MISMATCH", f"malformed request from the server: {e.message}"
         ) from None
 
 

@@ -26,8 +26,9 @@ from custody.governance.errors import Fault, GovernanceRefused
 from custody.governance.store import GovernanceStore
 from custody.pki import COORDINATOR_CLIENT
 from policy.governance import OfficerSignature
-from policy.request import Approval, ApprovalDecision, SigningRequest
+from policy.request import ApprovalDecision
 from signer_nodes.grpc_errors import ServiceError, abort
+from signer_nodes.node.authorization import approval_to_proto, request_to_proto
 from signer_nodes.node.server import peer_common_names
 
 T = TypeVar("T")
@@ -94,36 +95,9 @@ def proposal_message(p: ProposalInfo) -> pb.Proposal:
     )
 
 
-def request_message(r: SigningRequest) -> pb.SigningRequest:
-    return pb.SigningRequest(
-        request_id=r.request_id,
-        tenant=r.tenant,
-        initiator=r.initiator,
-        key_id=r.key_id,
-        derivation_path=list(r.derivation_path),
-        request_type=r.request_type.value,
-        chain=r.chain,
-        asset=r.asset,
-        destination=r.destination,
-        amount=str(r.amount),
-        payload=r.payload,
-        created_at=r.created_at,
-    )
-
-
-def _approval_message(a: Approval) -> pb.Approval:
-    return pb.Approval(
-        approver=a.approver,
-        decision=a.decision.value,
-        expires_at=a.expires_at,
-        policy_version_id=a.policy_version_id,
-        signature=a.signature,
-    )
-
-
 def decision_message(st: RequestStatus) -> pb.RequestDecision:
     return pb.RequestDecision(
-        request=request_message(st.request),
+        request=request_to_proto(st.request),
         request_digest=st.request_digest,
         state=REQUEST_STATES[st.state],
         outcome=st.outcome,
@@ -132,7 +106,7 @@ def decision_message(st: RequestStatus) -> pb.RequestDecision:
         requirement=st.requirement or "",
         code=st.code or "",
         detail=st.detail,
-        approvals=[_approval_message(a) for a in st.approvals],
+        approvals=[approval_to_proto(a) for a in st.approvals],
         approvers=list(st.approvers),
         policy_version=st.policy_number,
         policy_version_id=st.policy_version_id,
