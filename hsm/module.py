@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from typing import Any
 
 import pkcs11
@@ -53,11 +54,27 @@ def load_module(config: HsmConfig) -> Any:
         return lib
 
 
+# Observed now and then in the test suite: a node restarting next to running peers gets
+# CKR_GENERAL_ERROR from SoftHSM2 while enumerating the tokens of the shared token
+# directory (C_GetTokenInfo), and succeeds a moment later. The likely cause is a token
+# file being touched by another process; a short bounded retry rides over it, and a
+# persistent error is raised as before.
+_TOKEN_LOOKUP_ATTEMPTS = 5
+_TOKEN_LOOKUP_PAUSE = 0.2
+
+
 def find_token(config: HsmConfig) -> Token:
     lib = load_module(config)
     try:
-        token: Token = lib.get_token(token_label=config.token_label)
-        return token
+        for attempt in range(_TOKEN_LOOKUP_ATTEMPTS):
+            try:
+                token: Token = lib.get_token(token_label=config.token_label)
+                return token
+            except p11e.GeneralError:
+                if attempt == _TOKEN_LOOKUP_ATTEMPTS - 1:
+                    raise
+                time.sleep(_TOKEN_LOOKUP_PAUSE)
+        raise AssertionError("unreachable")
     except p11e.NoSuchToken:
         raise HsmError(
             Code.HSM_TOKEN_NOT_FOUND,
