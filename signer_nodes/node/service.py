@@ -83,6 +83,7 @@ class _Session:
 @dataclass(frozen=True)
 class _LoadedKey:
     scheme: str
+    tenant: str  # the key's owner, bound at DKG (policy checks it)
     epoch: int
     version: bytes  # hash of the sealed blob it was unsealed from
     key_package: KeyPackage | None  # FROST keys
@@ -165,11 +166,14 @@ class NodeServicer(node_pb2_grpc.NodeServiceServicer):
         share = self.sealer.unseal(row.sealed_key_package, self._ctx(key_id, row.epoch, "share"))
         if row.scheme == ECDSA:
             key_share = KeyShare.from_bytes(share)
-            loaded = _LoadedKey(row.scheme, row.epoch, version, None, key_share.public, key_share)
+            loaded = _LoadedKey(
+                row.scheme, row.tenant, row.epoch, version, None, key_share.public, key_share
+            )
         else:
             suite = _suite(row.scheme)
             loaded = _LoadedKey(
                 row.scheme,
+                row.tenant,
                 row.epoch,
                 version,
                 KeyPackage.from_bytes(share),
@@ -184,22 +188,28 @@ class NodeServicer(node_pb2_grpc.NodeServiceServicer):
         return loaded
 
     def _load(self, key_id: str) -> tuple[Ciphersuite, KeyPackage, PublicKeyPackage, int]:
-        k = self._loaded(key_id)
+        return self._frost_parts(self._loaded(key_id))
+
+    @staticmethod
+    def _frost_parts(k: _LoadedKey) -> tuple[Ciphersuite, KeyPackage, PublicKeyPackage, int]:
         if k.key_package is None or k.suite is None:
             raise ServiceError(
                 grpc.StatusCode.FAILED_PRECONDITION,
                 "WRONG_SCHEME",
-                f"key {key_id} is an ECDSA key (it signs with presignatures, not FROST nonces)",
+                "an ECDSA key signs with presignatures, not FROST nonces",
             )
         return k.suite, k.key_package, k.public, k.epoch
 
     def _load_ecdsa(self, key_id: str) -> tuple[KeyShare, int]:
-        k = self._loaded(key_id)
+        return self._ecdsa_parts(self._loaded(key_id))
+
+    @staticmethod
+    def _ecdsa_parts(k: _LoadedKey) -> tuple[KeyShare, int]:
         if k.key_share is None:
             raise ServiceError(
                 grpc.StatusCode.FAILED_PRECONDITION,
                 "WRONG_SCHEME",
-                f"key {key_id} is not an ECDSA key",
+                "not an ECDSA key",
             )
         return k.key_share, k.epoch
 
@@ -492,10 +502,11 @@ class NodeServicer(node_pb2_grpc.NodeServiceServicer):
         self, request: node_pb2.SignShareRequest, context: grpc.ServicerContext
     ) -> node_pb2.SignShareResponse:
         try:
-            if self._loaded(request.key_id).scheme == ECDSA:
-                share = self._ecdsa_share(request)
+            key = self._loaded(request.key_id)  # one read of the key per share
+            if key.scheme == ECDSA:
+                share = self._ecdsa_share(request, key)
             else:
-                share = self._frost_share(request)
+                share = self._frost_share(request, key)
             log.info(
                 "signature_share_released",
                 request_id=request.request_id,
@@ -511,21 +522,20 @@ class NodeServicer(node_pb2_grpc.NodeServiceServicer):
     def _authorize(
         self,
         request: node_pb2.SignShareRequest,
-        scheme: str,
+        key: _LoadedKey,
         signer_key: bytes,
         signing_set: list[int],
     ) -> Authorized:
         if self.node_id not in signing_set:
             raise ServiceError(INVALID, "INVALID_PARTIES", "this node is not in the signing set")
-        row = self.store.load_key(request.key_id)
         authorized = authorize_signing(
             policy=self.policy,
             node_id=self.node_id,
             node_keys=self.node_keys,
             message=request.authorization,
             key_id=request.key_id,
-            key_scheme=scheme,
-            key_tenant=row.tenant,
+            key_scheme=key.scheme,
+            key_tenant=key.tenant,
             derivation_path=request.derivation_path,
             signer_key=signer_key,
             signing_set=signing_set,
@@ -622,8 +632,8 @@ class NodeServicer(node_pb2_grpc.NodeServiceServicer):
             h.update(len(part).to_bytes(4, "big") + part)
         return h.digest()
 
-    def _frost_share(self, request: node_pb2.SignShareRequest) -> bytes:
-        suite, key, public, epoch = self._load(request.key_id)
+    def _frost_share(self, request: node_pb2.SignShareRequest, loaded: _LoadedKey) -> bytes:
+        suite, key, public, epoch = self._frost_parts(loaded)
         try:
             package = SigningPackage.decode(suite, request.signing_package)
             own = package.commitment_of(self.node_id)
@@ -631,10 +641,10 @@ class NodeServicer(node_pb2_grpc.NodeServiceServicer):
             raise ServiceError(INVALID, "INVALID_SIGNING_PACKAGE", str(exc)) from None
         digest = self._request_digest(request, request.signing_package)
         derived_key = self._derived(request.key_id, epoch, key, public, request.derivation_path)
-        scheme = self._loaded(request.key_id).scheme
+        scheme = loaded.scheme
         authorized = self._authorize(
             request,
-            scheme,
+            loaded,
             suite.serialize_public_key(derived_key.group_public_key),
             [c.identifier for c in package.commitments],
         )
@@ -655,12 +665,12 @@ class NodeServicer(node_pb2_grpc.NodeServiceServicer):
 
         return self._consume(request, digest, own.encode(suite), compute_share, authorized)
 
-    def _ecdsa_share(self, request: node_pb2.SignShareRequest) -> bytes:
+    def _ecdsa_share(self, request: node_pb2.SignShareRequest, loaded: _LoadedKey) -> bytes:
         """DKLs23 final step (Protocol 3.6, round 3 values) with a pool presignature.
 
         The presignature is consumed, its sealed secret erased and the share
         recorded in one transaction (:meth:`NodeStore.sign_with_nonce`)."""
-        key_share, epoch = self._load_ecdsa(request.key_id)
+        key_share, epoch = self._ecdsa_parts(loaded)
         if len(request.message_hash) != 32:
             raise ServiceError(INVALID, "INVALID_DIGEST", "ECDSA signs a 32-byte message hash")
         if not request.nonce_id.startswith(PRESIGNATURE_PREFIX):
@@ -677,7 +687,7 @@ class NodeServicer(node_pb2_grpc.NodeServiceServicer):
         derived_pk = key_share.group_public_key + SECP256K1.base_mult(tweak)
         signers = [int(x) for x in request.authorization.signing_set]
         authorized = self._authorize(
-            request, ECDSA, SECP256K1.serialize_element(derived_pk), signers
+            request, loaded, SECP256K1.serialize_element(derived_pk), signers
         )
         if request.message_hash != authorized.interpretation.digest:
             raise ServiceError(
