@@ -143,6 +143,7 @@ def authorize_with_peers(
     coordinator_view: Iterable[HistoryEntry],
     remembered_heads: Mapping[int, HistoryHead],
     now: int,
+    own_reported_count: int | None = None,
 ) -> Authorization | Refusal:
     """:func:`authorize` over the history reconciled with the signing set's reports.
     Sound under assumption (A) of :mod:`policy.exchange` (``2t - n > f``)."""
@@ -160,6 +161,7 @@ def authorize_with_peers(
         coordinator_view=coordinator_view,
         lookback_after=lookback_after,
         remembered_heads=remembered_heads,
+        own_reported_count=own_reported_count,
     )
     if isinstance(merged, ExchangeFailure):
         return Refusal(merged.code, merged.detail)

@@ -173,6 +173,7 @@ def reconcile(
     coordinator_view: Iterable[HistoryEntry],
     lookback_after: int,
     remembered_heads: Mapping[int, HistoryHead],
+    own_reported_count: int | None = None,
 ) -> Reconciled | ExchangeFailure:
     """Check the peers' reports and build the union history (see the module docstring).
 
@@ -181,6 +182,11 @@ def reconcile(
     ``HISTORY_CHAIN_INVALID``, ``HISTORY_ROLLBACK`` (does not extend the head this node saw
     before), ``HISTORY_CONFLICT`` (one request id, two digests), ``HISTORY_HIDDEN`` (an entry
     of ``tenant`` newer than ``lookback_after`` is missing from ``coordinator_view``).
+
+    ``own_reported_count``: the length of this node's log when it gave its own report for
+    this request. The coordinator built its view from the reports, so it cannot know what
+    this node signed afterwards (concurrent requests): those entries are exempt from the
+    ``HISTORY_HIDDEN`` evidence check, but still counted in the union like every entry.
     """
     view = tuple(coordinator_view)
     sources: list[tuple[str, tuple[HistoryEntry, ...]]] = [(f"node {node_id}", own.entries)]
@@ -207,7 +213,10 @@ def reconcile(
                     ReasonCode.HISTORY_CONFLICT, f"{where}: request {e.request_id!r}"
                 )
     claimed = {e.request_id for e in view}
-    for where, entries in sources:
+    checked = list(sources)
+    if own_reported_count is not None:
+        checked[0] = (checked[0][0], own.entries[:own_reported_count])
+    for where, entries in checked:
         for e in entries:
             if e.tenant == tenant and e.timestamp > lookback_after and e.request_id not in claimed:
                 return ExchangeFailure(

@@ -197,10 +197,13 @@ def authorize_signing(
     signer_key: bytes,
     signing_set: Iterable[int],
     now: int,
+    own_reported_count: int | None = None,
 ) -> Authorized:
     """Everything the node checks before it contributes (module docstring). Raises
     ServiceError(PERMISSION_DENIED, reason) on any refusal, INVALID_ARGUMENT on malformed
-    input. ``signer_key`` is the (derived, untweaked) public key of the key being used."""
+    input. ``signer_key`` is the (derived, untweaked) public key of the key being used;
+    ``own_reported_count`` is this node's log length when it reported for this request
+    (:func:`policy.exchange.reconcile`)."""
     if not message.HasField("request"):
         raise ServiceError(DENIED, "AUTHORIZATION_MISSING", "no signed request accompanies this")
     request = request_from_proto(message.request)
@@ -251,6 +254,7 @@ def authorize_signing(
         coordinator_view=[entry_from_proto(e) for e in message.coordinator_view],
         remembered_heads=policy.remembered_heads(),
         now=now,
+        own_reported_count=own_reported_count,
     )
     if isinstance(result, Refusal):
         raise ServiceError(DENIED, result.code.value, result.detail or result.code.value)

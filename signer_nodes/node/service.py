@@ -49,7 +49,12 @@ from signer_nodes.mpc.frost.ciphersuite import Ciphersuite
 from signer_nodes.mpc.groups import SECP256K1
 from signer_nodes.mpc.hd import derived_packages
 from signer_nodes.mpc.session import SESSION_ID_LEN, RoundBasedParty
-from signer_nodes.node.authorization import Authorized, authorize_signing, report_to_proto
+from signer_nodes.node.authorization import (
+    Authorized,
+    authorize_signing,
+    report_to_proto,
+    request_from_proto,
+)
 from signer_nodes.node.policy_state import PolicyState, PolicyStateError
 from signer_nodes.node.sealing import SealContext, Sealer, SealingError
 from signer_nodes.node.store import NodeStore, StoreError
@@ -61,6 +66,7 @@ MAX_NONCES_PER_CALL = 256
 # Unused presignatures a node keeps per key: bounds what a coordinator can make it store.
 MAX_PRESIGNATURES_PER_KEY = 2048
 KEY_CACHE_SIZE = 256
+MAX_REPORTED = 65_536
 DERIVED_CACHE_SIZE = 4096
 INVALID = grpc.StatusCode.INVALID_ARGUMENT
 ECDSA = "ecdsa-dkls23"
@@ -140,6 +146,8 @@ class NodeServicer(node_pb2_grpc.NodeServiceServicer):
         self._sessions: dict[bytes, _Session] = {}
         self._lock = threading.Lock()
         self._keys: OrderedDict[str, _LoadedKey] = OrderedDict()
+        # request digest -> length of this node's log when it reported for that request
+        self._reported: dict[bytes, int] = {}
         self._derived_keys: dict[tuple[str, int, str], KeyPackage] = {}
 
     # -- helpers ----------------------------------------------------------------
@@ -540,8 +548,16 @@ class NodeServicer(node_pb2_grpc.NodeServiceServicer):
             signer_key=signer_key,
             signing_set=signing_set,
             now=int(self.clock()),
+            own_reported_count=self._reported_count(request),
         )
         return authorized
+
+    def _reported_count(self, request: node_pb2.SignShareRequest) -> int | None:
+        if not request.authorization.HasField("request"):
+            return None
+        digest = request_from_proto(request.authorization.request).digest()
+        with self._lock:
+            return self._reported.get(digest)
 
     def GetHistoryReport(
         self, request: node_pb2.GetHistoryReportRequest, context: grpc.ServicerContext
@@ -555,6 +571,10 @@ class NodeServicer(node_pb2_grpc.NodeServiceServicer):
                 request.request_digest,
                 int(self.clock()),
             )
+            with self._lock:  # what the coordinator could know of this node's log
+                self._reported[bytes(request.request_digest)] = report.head.count
+                while len(self._reported) > MAX_REPORTED:
+                    self._reported.pop(next(iter(self._reported)))
             return report_to_proto(report)
         except PolicyStateError as exc:
             abort(context, ServiceError(grpc.StatusCode.FAILED_PRECONDITION, exc.code, str(exc)))

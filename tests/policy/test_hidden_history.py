@@ -247,3 +247,47 @@ def test_velocity_holds_whatever_the_coordinator_hides(data, shape, steps) -> No
         for e in c.signed:
             in_window = [x for x in c.signed if e.timestamp - WINDOW < x.timestamp <= e.timestamp]
             assert sum(x.amount for x in in_window) <= LIMIT
+
+
+def test_own_signatures_after_the_report_are_counted_but_not_required_in_the_view() -> None:
+    """Concurrent requests: node 2 reports for r, then signs s; the coordinator built r's
+    view from the reports, so s is missing from it. With the report-time length of its own
+    log node 2 does not call that hiding, yet still counts s against the limit."""
+    c = Cluster(3)
+    r = c.request(30, T0)
+    digest = r.digest()
+    lookback = T0 - c.nodes[2].state.policy.document.max_velocity_window
+    reports = {
+        i: make_report(key(f"node-{i}"), i, c.nodes[i].log, digest, lookback) for i in (1, 2)
+    }
+    reported = c.nodes[2].log.count
+    assert codes(c.sign([2, 3], c.request(60, T0 + 1), T0 + 1)) == {None}  # s, on node 2 only
+
+    def gate(amount_of_r: int, own_reported_count: int | None) -> Authorization | Refusal:
+        request = dataclasses.replace(r, amount=amount_of_r)
+        return authorize_with_peers(
+            c.nodes[2].state,
+            node_id=2,
+            request=request,
+            initiator_signature=isig(request),
+            approvals=[],
+            policy_version_id=c.nodes[2].state.version_id,
+            key_tenant="acme",
+            own_log=c.nodes[2].log,
+            signing_set=frozenset({1, 2}),
+            reports={1: make_report(key("node-1"), 1, c.nodes[1].log, request.digest(), lookback)},
+            node_keys=c.keys,
+            coordinator_view=[],  # built before s was signed
+            remembered_heads={},
+            now=T0 + 2,
+            own_reported_count=own_reported_count,
+        )
+
+    assert reports[2].head.count == reported
+    # without the report-time length, s looks hidden
+    refused = gate(30, None)
+    assert isinstance(refused, Refusal) and refused.code is ReasonCode.HISTORY_HIDDEN
+    # with it, r is judged with s counted: 60 + 30 fits, 60 + 50 does not
+    assert isinstance(gate(30, reported), Authorization)
+    over = gate(50, reported)
+    assert isinstance(over, Refusal) and over.code is ReasonCode.VELOCITY_EXCEEDED

@@ -224,3 +224,18 @@ def test_coordinator_serves_every_service(acme, service) -> None:
         health_pb2.HealthCheckRequest(service=service)
     )
     assert status.status == health_pb2.HealthCheckResponse.SERVING
+
+
+def test_concurrent_requests_all_sign(acme, keys) -> None:
+    """Requests in flight together: each signer's history moves between its report and
+    its share, which must not read as the coordinator hiding history."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    key = keys["eddsa-ed25519"]
+    payloads = [f"concurrent {i}".encode() for i in range(12)]
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(lambda m: acme.sign(key.key_id, message=m), payloads))
+    for payload, r in zip(payloads, results, strict=True):
+        assert r.state == pb.REQUEST_STATE_SUCCEEDED
+        assert r.signed_digest == message_digest(payload)
+        assert verify("eddsa-ed25519", key.public_key, r.signed_digest, r.signature)
