@@ -15,26 +15,26 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import MetaData, event, select
+from sqlalchemy import event, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from custody.config import ClusterConfig
 from custody.ledger import journal
 from custody.ledger.journal import Account, Entry, Posted
-from custody.ledger.models import AccountRow, EntryRow, LedgerBase, LedgerHeadRow, LegRow
+from custody.ledger.models import AccountRow, EntryRow, LedgerHeadRow, LegRow
 from signer_nodes.db import TransactionalStore
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 
 
 class LedgerStore(TransactionalStore):
-    """Double-entry books in one database (``docs/ledger.md``)."""
+    """Double-entry books in one database (``docs/ledger.md``). The tables are the
+    coordinator role's: opening the store migrates the database to that role's head
+    (``docs/migrations.md``); nothing here creates tables."""
 
-    def __init__(self, url: str, metadata: MetaData | None = None) -> None:
+    def __init__(self, url: str) -> None:
         super().__init__(url, "coordinator")
-        if metadata is not None:
-            LedgerBase.metadata.create_all(self.engine)
         self._writes = self._sessions
         if self.engine.dialect.name == "sqlite":
             _serialize_sqlite_writes(self.engine)

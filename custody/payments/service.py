@@ -42,7 +42,6 @@ from custody.payments.models import (
     OutboxRow,
     PaymentInputRow,
     PaymentRow,
-    PaymentsBase,
     UtxoRow,
 )
 from custody.payments.provider import (
@@ -62,10 +61,8 @@ from signer_nodes.mpc.bip32 import parse_path
 
 
 class PaymentStore(LedgerStore):
-    """The ledger plus the payments tables, in one database."""
-
-    def __init__(self, url: str) -> None:
-        super().__init__(url, PaymentsBase.metadata)
+    """The ledger plus the payments tables, in one database (both the coordinator
+    role's, created by its migrations)."""
 
     def deposit_coin(
         self,
