@@ -1,4 +1,5 @@
-"""``custody ledger deposit|balance|journal`` and ``custody payment create|show|resume|outbox``.
+"""``custody ledger deposit|balance|journal`` and
+``custody payment create|show|resume|cancel|confirm|outbox``.
 
 Both groups open the payments store in the coordinator's database
 (``ClusterConfig.coordinator_database_url()``, i.e. ``CUSTODY_DATABASE_URL`` or the
@@ -32,7 +33,8 @@ from custody.ledger import LedgerError
 from custody.payments.errors import PaymentError
 from custody.payments.provider import SignatureProvider, Waiting
 from custody.payments.service import PaymentService, PaymentStore
-from custody.payments.spec import GWEI, PaymentSpec, wallet_id
+from custody.payments.service import confirm as confirm_fee
+from custody.payments.spec import DEFAULT_FEE_PAYER, FEE_PAYERS, GWEI, PaymentSpec, wallet_id
 from policy.payloads.chains import CHAINS
 
 ProviderFactory = Callable[[ClusterConfig, str], SignatureProvider]
@@ -90,6 +92,7 @@ _INPUT_CODES = {
     "AMOUNT_INVALID",
     "ACCOUNT_INVALID",
     "KEY_NOT_FOUND",
+    "FEE_INVALID",
 }
 
 
@@ -243,7 +246,8 @@ def _print_payment(payment: dict[str, Any], as_json: bool) -> None:
         f"payment {payment['payment_id']}: {payment['state']}",
         f"  {payment['amount']} {payment['asset']} on {payment['chain']}"
         f" from {payment['from_address']} to {payment['destination']}",
-        f"  fee {payment['fee']} {payment['fee_asset']}",
+        f"  fee {payment['fee']} {payment['fee_asset']} paid by the {payment['fee_payer']}"
+        + (f" ({payment['fee_paid']} taken by the chain)" if payment["fee_paid"] else ""),
     ]
     if payment["txid"]:
         lines += [f"  txid {payment['txid']}", f"  raw  {payment['raw_transaction']}"]
@@ -267,6 +271,12 @@ def create(
     max_fee: int = typer.Option(30 * GWEI, "--max-fee-per-gas", help="Ethereum: wei"),
     priority_fee: int = typer.Option(GWEI, "--priority-fee", help="Ethereum: wei"),
     gas: int = typer.Option(0, "--gas", help="Ethereum: gas limit (default by kind)"),
+    fee_payer: str = typer.Option(
+        DEFAULT_FEE_PAYER,
+        "--fee-payer",
+        help=f"{' | '.join(FEE_PAYERS)}: who pays the network fee (the customer: on top"
+        " of the amount, in the chain's native asset)",
+    ),
     wait: float = WAIT,
     tenant: str | None = TENANT,
     as_json: bool = JSON,
@@ -289,6 +299,7 @@ def create(
             max_fee_per_gas=max_fee,
             max_priority_fee_per_gas=priority_fee,
             gas=gas,
+            fee_payer=fee_payer,
         )
         payment = PaymentService(store, provider_for(config, tenant_id, wait)).create(spec)
     except (LedgerError, PaymentError) as exc:
@@ -333,6 +344,50 @@ def resume(
     _print_payment(payment.to_json(), as_json)
     if payment.state != "SETTLED":
         raise typer.Exit(1)
+
+
+@payment_app.command("cancel")
+def cancel(
+    payment_id: str = typer.Argument(..., help="payment id"),
+    data_dir: Path = DATA_DIR,
+    tenant: str | None = TENANT,
+    as_json: bool = JSON,
+) -> None:
+    """Cancel a withdrawal waiting for approvals and release its funds: its signing
+    request is cancelled at the cluster first (signed by the tenant's initiator), so it
+    can never be signed afterwards. Exit 0 once the funds are back."""
+    config, store, tenant_id = _open(data_dir, tenant)
+    try:
+        payment = PaymentService(store, provider_for(config, tenant_id)).cancel(
+            tenant_id, payment_id
+        )
+    except (LedgerError, PaymentError) as exc:
+        _fail(exc.code, str(exc).split(": ", 1)[-1])
+    _print_payment(payment.to_json(), as_json)
+    if payment.state not in ("CANCELLED", "RELEASED"):
+        raise typer.Exit(1)
+
+
+@payment_app.command("confirm")
+def confirm(
+    data_dir: Path = DATA_DIR,
+    payment_id: str = typer.Option(..., "--id", help="payment id"),
+    fee_paid: str = typer.Option(
+        ..., "--fee-paid", help="the network fee the chain took (Ethereum: gasUsed x price)"
+    ),
+    tenant: str | None = TENANT,
+    as_json: bool = JSON,
+) -> None:
+    """Record a settled transaction as included with the fee it paid; the unused part of
+    the booked fee goes back to whoever paid it."""
+    _, store, tenant_id = _open(data_dir, tenant)
+    if not fee_paid.isdigit():
+        _fail("FEE_INVALID", "--fee-paid: a non-negative integer in minor units")
+    try:
+        payment = confirm_fee(store, tenant_id, payment_id, int(fee_paid))
+    except (LedgerError, PaymentError) as exc:
+        _fail(exc.code, str(exc).split(": ", 1)[-1])
+    _print_payment(payment.to_json(), as_json)
 
 
 @payment_app.command("outbox")

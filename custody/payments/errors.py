@@ -26,6 +26,22 @@ class PaymentCode(StrEnum):
     """A deposit names an outpoint that is already recorded."""
     SIGNING_UNAVAILABLE = "SIGNING_UNAVAILABLE"
     """Signing's outcome is unknown; the payment stays reserved (``resume`` it)."""
+    PAYMENT_ALREADY_SIGNED = "PAYMENT_ALREADY_SIGNED"
+    """Cancel: the payment is settled (in the outbox), or a signature for one of its
+    inputs exists; nothing was changed."""
+    PAYMENT_ALREADY_CANCELLED = "PAYMENT_ALREADY_CANCELLED"
+    PAYMENT_ALREADY_RELEASED = "PAYMENT_ALREADY_RELEASED"
+    """Cancel: signing was refused earlier and the funds are already back."""
+    PAYMENT_NOT_CANCELLABLE = "PAYMENT_NOT_CANCELLABLE"
+    """Cancel: no signing request of the payment waits for approvals (it is approved or
+    being signed, or none was submitted yet); nothing was changed."""
+    PAYMENT_NOT_SETTLED = "PAYMENT_NOT_SETTLED"
+    """Confirm: only a settled payment's transaction can have been included."""
+    PAYMENT_ALREADY_CONFIRMED = "PAYMENT_ALREADY_CONFIRMED"
+    """Confirm: the payment was confirmed with another fee."""
+    FEE_INVALID = "FEE_INVALID"
+    """Confirm: a fee above the one signed for (Ethereum: gas * max_fee_per_gas), or a
+    Bitcoin fee other than the signed transaction's."""
 
 
 class PaymentError(Exception):

@@ -1,6 +1,8 @@
 """Tables of the payments state machine (next to the ledger's, in the same database).
 
-``payments`` is the withdrawal (RESERVED -> SETTLED | RELEASED), ``payment_inputs`` one
+``payments`` is the withdrawal (RESERVED -> SETTLED | RELEASED | CANCELLED), with who
+pays its network fee (``fee_payer``) and, once the broadcaster reports it, the fee the
+chain actually took (``fee_paid``); ``payment_inputs`` one
 signing request each (one per Bitcoin input, one for Ethereum), ``wallet_utxos`` the
 coins of Bitcoin wallets, ``wallet_nonces`` the next Ethereum nonce per sending
 address, and ``payment_outbox`` the signed transactions waiting for a broadcaster
@@ -28,7 +30,8 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from custody.ledger.amounts import Amount, amount_checks
 from signer_nodes.db import utcnow
 
-STATES = ("RESERVED", "SETTLED", "RELEASED")
+STATES = ("RESERVED", "SETTLED", "RELEASED", "CANCELLED")
+FEE_PAYERS = ("customer", "operator")
 
 
 class PaymentsBase(DeclarativeBase):
@@ -49,6 +52,11 @@ class PaymentRow(PaymentsBase):
     amount: Mapped[int] = mapped_column(Amount())
     fee: Mapped[int] = mapped_column(Amount())
     fee_asset: Mapped[str] = mapped_column(String(128))
+    fee_payer: Mapped[str] = mapped_column(String(16), server_default="operator")
+    """``customer``: the customer is charged ``fee`` on top of ``amount``; ``operator``:
+    the operator's funds pay it. Rows from before the choice existed were operator-paid."""
+    fee_paid: Mapped[int | None] = mapped_column(Amount(), nullable=True)
+    """The fee the chain took (``confirm``); at most ``fee``, the one booked at settlement."""
     wallet_id: Mapped[str] = mapped_column(String(256), index=True)
     from_address: Mapped[str] = mapped_column(String(128))
     nonce: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
@@ -63,12 +71,20 @@ class PaymentRow(PaymentsBase):
         DateTime(timezone=True), default=utcnow, onupdate=utcnow
     )
     __table_args__ = (
-        CheckConstraint("state IN ('RESERVED', 'SETTLED', 'RELEASED')", name="ck_payments_state"),
+        CheckConstraint(
+            "state IN ('RESERVED', 'SETTLED', 'RELEASED', 'CANCELLED')", name="ck_payments_state"
+        ),
+        CheckConstraint("fee_payer IN ('customer', 'operator')", name="ck_payments_fee_payer"),
+        CheckConstraint(
+            "fee_paid IS NULL OR (state = 'SETTLED' AND fee_paid <= fee)",
+            name="ck_payments_fee_paid",
+        ),
         CheckConstraint(
             "(state = 'SETTLED') = (raw_transaction IS NOT NULL)", name="ck_payments_signed"
         ),
         *amount_checks("amount", positive=True, name="payments_amount"),
         *amount_checks("fee", positive=False, name="payments_fee"),
+        *amount_checks("fee_paid", positive=False, name="payments_fee_paid"),
         Index("ix_payments_wallet_state", "wallet_id", "state"),
     )
 

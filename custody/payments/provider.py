@@ -13,6 +13,11 @@ payment's next step depends on it:
   passed while the request may still complete). The payment stays reserved and is
   resumed with the same request ids, which the service answers idempotently; a
   release here could free funds whose transaction is signed after all.
+
+A provider that can also withdraw a request waiting for approvals implements
+:class:`Cancelling`: ``cancel(request)`` returns only once the signing service has
+confirmed that no signature for the request will ever be made; then, and only then,
+the payment releases its funds (``docs/payments.md``, "Cancelling").
 """
 
 from __future__ import annotations
@@ -61,6 +66,16 @@ class SigningUnavailable(Exception):
         super().__init__(f"{code}: {message}" if message else code)
 
 
+class CancelRefused(Exception):
+    """The signing service did not cancel, and nothing changed there. ``code``:
+    ``REQUEST_SIGNED`` (a signature exists), ``REQUEST_APPROVED`` (approved: signing
+    may be under way), ``REQUEST_NOT_PENDING`` (no request waits for approvals)."""
+
+    def __init__(self, code: str, message: str = "") -> None:
+        self.code = code
+        super().__init__(f"{code}: {message}" if message else code)
+
+
 class SignatureProvider(Protocol):
     @property
     def initiator(self) -> str:
@@ -83,3 +98,15 @@ class Waiting(Protocol):
     :meth:`SignatureProvider.sign` (then :class:`SigningUnavailable`)."""
 
     timeout: float
+
+
+@runtime_checkable
+class Cancelling(Protocol):
+    """A provider that can cancel a request while it waits for approvals."""
+
+    def cancel(self, request: SigningRequest) -> None:
+        """Cancel every attempt of ``request`` (by its request id). Returns once the
+        signing service confirmed no signature for it can be made; raises
+        :class:`CancelRefused`, :class:`SigningRefused` (it was refused before: no
+        signature can exist either) or :class:`SigningUnavailable` (outcome unknown)."""
+        ...

@@ -14,6 +14,8 @@ from policy.request import MAX_AMOUNT, valid_identifier
 from signer_nodes.mpc.bip32 import InvalidPathError, parse_path
 
 GWEI = 10**9
+FEE_PAYERS = ("customer", "operator")
+DEFAULT_FEE_PAYER = "customer"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -21,7 +23,12 @@ class PaymentSpec:
     """One withdrawal of ``amount`` minor units of ``asset`` (default: the chain's
     native asset) from ``customer_id`` to ``destination``, signed by ``key_id`` at
     ``path``. Fee parameters: ``fee_rate`` sat/vB (Bitcoin); ``max_fee_per_gas``,
-    ``max_priority_fee_per_gas`` wei and ``gas`` (default 21000, 65000 for ERC-20)."""
+    ``max_priority_fee_per_gas`` wei and ``gas`` (default 21000, 65000 for ERC-20).
+
+    ``fee_payer``: ``customer`` (the default, as institutions charge withdrawal fees) has
+    the customer pay the network fee on top of ``amount``, in the chain's native asset
+    (an ERC-20 withdrawal needs ETH for its gas); ``operator`` pays it from the
+    operator's own funds (``docs/payments.md``, "Fees")."""
 
     payment_id: str
     tenant: str
@@ -36,6 +43,7 @@ class PaymentSpec:
     max_fee_per_gas: int = 30 * GWEI
     max_priority_fee_per_gas: int = GWEI
     gas: int = 0
+    fee_payer: str = DEFAULT_FEE_PAYER
 
     def __post_init__(self) -> None:
         for name in ("tenant", "customer_id", "key_id"):
@@ -56,6 +64,10 @@ class PaymentSpec:
                 raise PaymentError(PaymentCode.PAYMENT_INVALID, f"{name}: out of range")
         if self.max_priority_fee_per_gas > self.max_fee_per_gas:
             raise PaymentError(PaymentCode.PAYMENT_INVALID, "priority fee above max fee")
+        if self.fee_payer not in FEE_PAYERS:
+            raise PaymentError(
+                PaymentCode.PAYMENT_INVALID, f"fee_payer: one of {', '.join(FEE_PAYERS)}"
+            )
 
     @property
     def native_asset(self) -> str:
@@ -71,9 +83,13 @@ class PaymentSpec:
         return wallet_id(self.chain, self.key_id, self.path)
 
     def params_hash(self) -> str:
-        """What "the same payment" means for an idempotent retry: every field but the id."""
+        """What "the same payment" means for an idempotent retry: every field but the id.
+        An operator-paid payment hashes without ``fee_payer``, as every payment did
+        before the choice existed (they were all operator-paid), so those retry alike."""
         body = asdict(self) | {"asset": self.resolved_asset, "amount": str(self.amount)}
         del body["payment_id"]
+        if self.fee_payer == "operator":
+            del body["fee_payer"]
         return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
 
 
@@ -83,7 +99,9 @@ def wallet_id(chain: str, key_id: str, path: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Payment:
-    """A payment as stored; ``raw_transaction`` is set once SETTLED."""
+    """A payment as stored; ``raw_transaction`` is set once SETTLED. ``fee`` is the
+    network fee booked at settlement (Ethereum: the maximum ``gas * max_fee_per_gas``),
+    ``fee_paid`` what the chain took, once reported (:meth:`PaymentService.confirm`)."""
 
     tenant: str
     payment_id: str
@@ -97,6 +115,8 @@ class Payment:
     amount: int
     fee: int
     fee_asset: str
+    fee_payer: str
+    fee_paid: int | None
     from_address: str
     nonce: int | None
     txid: str | None
@@ -119,6 +139,8 @@ class Payment:
             row.amount,
             row.fee,
             row.fee_asset,
+            row.fee_payer,
+            row.fee_paid,
             row.from_address,
             row.nonce,
             row.txid,
@@ -131,6 +153,7 @@ class Payment:
         out = {k: getattr(self, k) for k in self.__slots__}
         out["amount"] = str(self.amount)
         out["fee"] = str(self.fee)
+        out["fee_paid"] = None if self.fee_paid is None else str(self.fee_paid)
         raw = self.raw_transaction
         out["raw_transaction"] = raw.hex() if raw is not None else None
         return out

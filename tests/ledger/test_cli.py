@@ -19,6 +19,7 @@ from tests.ledger.conftest import key_of
 from tests.ledger.threshold import ThresholdProvider
 
 ETH_DEST = "0x52908400098527886E0F7030069857D2E4169EE7"
+MAX_FEE = 21_000 * 30 * 10**9
 BTC_DEST = "bc1p2wsldez5mud2yam29q22wgfh9439spgduvct83k3pm50fcxa5dps59h4z5"
 runner = CliRunner()
 
@@ -67,6 +68,11 @@ def test_ethereum_payment_from_the_command_line(data_dir, provider) -> None:
         "cli-1",
     )
     assert payment["state"] == "SETTLED"
+    assert (payment["fee_payer"], payment["fee"], payment["fee_paid"]) == (
+        "customer",
+        str(MAX_FEE),
+        None,
+    )
     raw = bytes.fromhex(payment["raw_transaction"])
     assert Account.recover_transaction(raw) == payment["from_address"]
     assert run(cli.payment_app, "show", "--data-dir", d, "--id", "cli-1") == payment
@@ -78,21 +84,46 @@ def test_ethereum_payment_from_the_command_line(data_dir, provider) -> None:
         "--to",
         ETH_DEST,
         "--amount",
-        str(2 * 10**18),
+        str(3 * 10**18 // 2),
         code=1,
     )
     assert refused["state"] == "RELEASED" and refused["error_code"] == "BLOCKED_BY_RULE"
+    # the operator pays this one's fee
+    op = run(
+        cli.payment_app,
+        "create",
+        *common,
+        "--to",
+        ETH_DEST,
+        "--amount",
+        str(10**17),
+        "--fee-payer",
+        "operator",
+        "--id",
+        "cli-op",
+    )
+    assert (op["state"], op["fee_payer"]) == ("SETTLED", "operator")
+    # the broadcaster reports the fee the chain took for cli-1: the rest comes back
+    taken = 21_000 * 10**10
+    done = run(
+        cli.payment_app, "confirm", "--data-dir", d, "--id", "cli-1", "--fee-paid", str(taken)
+    )
+    assert done["fee_paid"] == str(taken)
     balances = run(cli.ledger_app, "balance", "--data-dir", d, "--customer", "main")
+    left = 2 * 10**18 - 10**17 - taken
     assert {a["account"]: a["balance"] for a in balances["accounts"]} == {
-        "customer:acme:main:ETH": str(2 * 10**18),
+        "customer:acme:main:ETH": str(left),
         "pending:acme:main:ETH": "0",
     }
     kinds = [e["kind"] for e in run(cli.ledger_app, "journal", "--data-dir", d)["entries"]]
-    assert kinds == ["deposit", "fund", "reserve", "settle", "reserve", "release"]
-    assert len(run(cli.payment_app, "outbox", "--data-dir", d)["outbox"]) == 1
+    assert kinds == [
+        *("deposit", "fund", "reserve", "settle", "reserve", "release"),
+        *("reserve", "settle", "refund"),
+    ]
+    assert len(run(cli.payment_app, "outbox", "--data-dir", d)["outbox"]) == 1  # cli-op
     # Proof of Reserves reads the same books (custody/por checks the namespacing)
     rows = liabilities_source(ClusterConfig.load(d))()
-    assert rows == [("acme/main", "ETH", 2 * 10**18)]
+    assert rows == [("acme/main", "ETH", left)]
     table = load_liabilities(rows, ("acme", "globex"))
     assert (table.assets, tuple(table.customer_ids)) == (("ETH",), ("acme/main",))
     # the other tenant sees none of it
@@ -167,7 +198,33 @@ def test_errors_are_stable_codes(data_dir, provider, tmp_path) -> None:
         ],
     )
     assert result.exit_code == 1 and "INSUFFICIENT_FUNDS" in result.output
+    result = runner.invoke(
+        cli.payment_app,
+        [
+            "create",
+            "--data-dir",
+            d,
+            "--chain",
+            "ethereum",
+            "--key",
+            key,
+            "--to",
+            ETH_DEST,
+            "--amount",
+            "1",
+            "--fee-payer",
+            "nobody",
+        ],
+    )
+    assert result.exit_code == 2 and "PAYMENT_INVALID" in result.output
     result = runner.invoke(cli.payment_app, ["show", "--data-dir", d, "--id", "nope"])
+    assert result.exit_code == 1 and "PAYMENT_NOT_FOUND" in result.output
+    for args in (["--fee-paid", "-1"], ["--fee-paid", "1"]):
+        result = runner.invoke(cli.payment_app, ["confirm", "--data-dir", d, "--id", "nope", *args])
+        code = "FEE_INVALID" if args[1] == "-1" else "PAYMENT_NOT_FOUND"
+        assert result.exit_code == (2 if code == "FEE_INVALID" else 1), result.output
+        assert code in result.output
+    result = runner.invoke(cli.payment_app, ["cancel", "--data-dir", d, "nope"])
     assert result.exit_code == 1 and "PAYMENT_NOT_FOUND" in result.output
     result = runner.invoke(cli.ledger_app, ["balance", "--data-dir", str(tmp_path / "none")])
     assert result.exit_code == 2 and "CONFIG_INVALID" in result.output

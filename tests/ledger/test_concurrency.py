@@ -7,13 +7,14 @@ import multiprocessing
 import threading
 from collections import Counter
 
-from custody.ledger import Entry, LedgerError, LedgerStore, Leg, customer, pending
+from custody.ledger import Entry, LedgerError, LedgerStore, Leg, customer, equity, fees, pending
 from custody.payments import PaymentStore
 from custody.payments.spec import wallet_id
 from tests.ledger import workers
 from tests.ledger.conftest import key_of
 
 ETHER = 10**18
+MAX_FEE = 21_000 * 30 * 10**9  # default gas * default max fee per gas
 
 
 def _spawn():
@@ -63,15 +64,15 @@ def test_processes_never_overdraw(db_url) -> None:
 
 
 def test_withdrawals_from_processes_never_overdraw(db_url, provider) -> None:
-    """Whole payments (reserve, DKLs23 signing, settle) from three processes: the
-    customer holds 4 ETH, six withdrawals of 1 ETH are attempted."""
+    """Whole payments (reserve, DKLs23 signing, settle) from three processes, each
+    charging the customer 1 ETH and the network fee: the customer holds four of them
+    and 1 ETH (no fee) more; six are attempted."""
     key = key_of(provider, "ecdsa-secp256k1")
     _, shares = provider.keys[key]
     blobs = {i: s.to_bytes() for i, s in shares.items()}
     store = PaymentStore(db_url)
     w = wallet_id("ethereum", key, "m/0/7")
-    store.deposit("dep", "acme", "alice", "ETH", 4 * ETHER, w)
-    store.fund("fund", "acme", "ETH", ETHER, w)
+    store.deposit("dep", "acme", "alice", "ETH", 4 * (ETHER + MAX_FEE) + ETHER, w)
     with _spawn().Pool(3) as pool:
         results = pool.starmap(
             workers.withdraw_many, [(db_url, n, key, blobs, 2, ETHER) for n in range(3)]
@@ -80,5 +81,36 @@ def test_withdrawals_from_processes_never_overdraw(db_url, provider) -> None:
     settled = sorted(o for o in outcomes if o.startswith("SETTLED"))
     assert settled == [f"SETTLED:{n}" for n in range(4)]  # four payments, nonces 0..3
     assert Counter(outcomes)["INSUFFICIENT_FUNDS"] == 2
-    assert store.balance(customer("acme", "alice", "ETH")) == 0
+    assert store.balance(customer("acme", "alice", "ETH")) == ETHER
+    assert store.balance(pending("acme", "alice", "ETH")) == 0
+    assert store.balance(fees("acme", "ETH")) == 0
     assert len(store.outbox()) == 4
+
+
+def test_operator_fee_funds_are_never_overdrawn_by_processes(db_url, provider) -> None:
+    """The operator pays: its fee funds cover three fees and one wei less than a fourth,
+    while the customers could pay for six withdrawals."""
+    key = key_of(provider, "ecdsa-secp256k1")
+    _, shares = provider.keys[key]
+    blobs = {i: s.to_bytes() for i, s in shares.items()}
+    store = PaymentStore(db_url)
+    w = wallet_id("ethereum", key, "m/0/7")
+    for who in ("alice", "bob"):
+        store.deposit(f"dep-{who}", "acme", who, "ETH", 3 * ETHER, w)
+    store.fund("fund", "acme", "ETH", 4 * MAX_FEE - 1, w)
+    with _spawn().Pool(3) as pool:
+        results = pool.starmap(
+            workers.withdraw_many,
+            [(db_url, n, key, blobs, 2, ETHER, "operator", ("alice", "bob")) for n in range(3)],
+        )
+    outcomes = [o for r in results for o in r]
+    assert sorted(o for o in outcomes if o.startswith("SETTLED")) == [
+        f"SETTLED:{n}" for n in range(3)
+    ]
+    assert Counter(outcomes)["INSUFFICIENT_FUNDS"] == 3
+    assert store.balance(fees("acme", "ETH")) == 3 * MAX_FEE
+    assert store.balance(equity("acme", "ETH")) - store.balance(fees("acme", "ETH")) == MAX_FEE - 1
+    paid = store.balance(customer("acme", "alice", "ETH")) + store.balance(
+        customer("acme", "bob", "ETH")
+    )
+    assert paid == 6 * ETHER - 3 * ETHER  # customers were charged the amounts only

@@ -100,12 +100,14 @@ def test_ethereum_withdrawal_recovers_to_the_key(store, provider) -> None:
     (request,) = p.signed
     assert (request.destination, request.amount, request.asset) == (ETH_DEST, ETHER, "ETH")
     assert request.request_id == "payment:w-1:0"
-    # books
-    assert store.balance(customer(TENANT, "alice", "ETH")) == 2 * ETHER
+    # books: the customer paid amount and (maximum) fee; the operator's funds are untouched
+    assert payment.fee_payer == "customer" and payment.fee == MAX_FEE
+    assert store.balance(customer(TENANT, "alice", "ETH")) == 2 * ETHER - MAX_FEE
     assert store.balance(pending(TENANT, "alice", "ETH")) == 0
     assert store.balance(wallet(TENANT, w, "ETH")) == 4 * ETHER - ETHER - MAX_FEE
-    assert store.balance(fees(TENANT, "ETH")) == MAX_FEE
-    assert store.liabilities() == [("acme/alice", "ETH", 2 * ETHER)]
+    assert store.balance(fees(TENANT, "ETH")) == 0
+    assert store.balance(equity(TENANT, "ETH")) == ETHER
+    assert store.liabilities() == [("acme/alice", "ETH", 2 * ETHER - MAX_FEE)]
     (out,) = store.outbox()
     assert out["raw_transaction"] == raw.hex() and out["txid"] == payment.txid
     _invariant(store)
@@ -126,7 +128,10 @@ def test_payment_ids_are_idempotent(store, provider) -> None:
     with pytest.raises(PaymentError) as info:
         service.create(_eth_spec(key, payment_id="same", amount=2 * ETHER))
     assert info.value.code is PaymentCode.PAYMENT_ID_REUSED
-    assert store.balance(customer(TENANT, "alice", "ETH")) == 4 * ETHER
+    with pytest.raises(PaymentError) as info:  # who pays the fee is a parameter too
+        service.create(_eth_spec(key, payment_id="same", fee_payer="operator"))
+    assert info.value.code is PaymentCode.PAYMENT_ID_REUSED
+    assert store.balance(customer(TENANT, "alice", "ETH")) == 4 * ETHER - MAX_FEE
 
 
 def test_refused_signing_releases_the_reservation(store, provider) -> None:
@@ -171,7 +176,7 @@ def test_unknown_outcome_keeps_the_reservation_and_resumes(store, provider) -> N
     assert info.value.code is PaymentCode.SIGNING_UNAVAILABLE
     reserved = store.get(TENANT, "flaky")
     assert reserved.state == "RESERVED" and reserved.error_code == "UNAVAILABLE"
-    assert store.balance(pending(TENANT, "alice", "ETH")) == ETHER
+    assert store.balance(pending(TENANT, "alice", "ETH")) == ETHER + MAX_FEE
     flaky.down = False
     done = service.resume(TENANT, "flaky")
     assert done.state == "SETTLED" and done.error_code is None
@@ -197,18 +202,108 @@ def test_insufficient_funds_are_refused_before_signing(store, provider) -> None:
     p = _provider(provider)
     service = PaymentService(store, p)
     _fund_eth(store, key, customer_eth=ETHER, operator_eth=0)
-    with pytest.raises(PaymentError) as info:  # no operator funds for the network fee
+    # the customer pays the fee: holding exactly the amount is one fee short
+    with pytest.raises(LedgerError) as ledger_info:
         service.create(_eth_spec(key))
+    assert ledger_info.value.code is LedgerCode.INSUFFICIENT_FUNDS
+    with pytest.raises(PaymentError) as info:  # the operator pays: it has no fee funds
+        service.create(_eth_spec(key, fee_payer="operator"))
     assert info.value.code is PaymentCode.INSUFFICIENT_FUNDS
     _fund_eth(store, key, customer_eth=0, operator_eth=ETHER)
     with pytest.raises(LedgerError) as ledger_info:  # more than the customer has
-        service.create(_eth_spec(key, amount=ETHER + 1))
+        service.create(_eth_spec(key, amount=ETHER + 1, fee_payer="operator"))
     assert ledger_info.value.code is LedgerCode.INSUFFICIENT_FUNDS
     # another customer's funds in the same wallet are not alice's
     store.deposit("dep-bob", TENANT, "bob", "ETH", ETHER, wallet_id("ethereum", key, "m/0/7"))
     with pytest.raises(LedgerError):
-        service.create(_eth_spec(key, amount=2 * ETHER))
+        service.create(_eth_spec(key, amount=2 * ETHER, fee_payer="operator"))
     assert p.signed == [] and store.outbox() == []
+    assert store.journal(TENANT)[-1]["kind"] == "deposit"  # nothing was reserved
+    _invariant(store)
+    # exactly amount + maximum fee is enough
+    store.deposit("dep-fee", TENANT, "alice", "ETH", MAX_FEE, wallet_id("ethereum", key, "m/0/7"))
+    assert service.create(_eth_spec(key)).state == "SETTLED"
+    assert store.balance(customer(TENANT, "alice", "ETH")) == 0
+    _invariant(store)
+
+
+def test_operator_pays_the_fee_from_its_own_funds(store, provider) -> None:
+    key = key_of(provider, "ecdsa-secp256k1")
+    w = _fund_eth(store, key, customer_eth=2 * ETHER, operator_eth=ETHER)
+    service = PaymentService(store, _provider(provider))
+    payment = service.create(_eth_spec(key, payment_id="op-1", fee_payer="operator"))
+    assert (payment.state, payment.fee_payer, payment.fee) == ("SETTLED", "operator", MAX_FEE)
+    assert store.balance(customer(TENANT, "alice", "ETH")) == ETHER  # the amount only
+    assert store.balance(wallet(TENANT, w, "ETH")) == 3 * ETHER - ETHER - MAX_FEE
+    assert store.balance(fees(TENANT, "ETH")) == MAX_FEE  # the operator's expense
+    assert store.liabilities() == [("acme/alice", "ETH", ETHER)]
+    _invariant(store)
+    # the broadcaster reports the fee the chain took: the unused gas goes back to the
+    # operator's funds
+    taken = 21_000 * 12 * 10**9
+    done = service.confirm(TENANT, "op-1", taken)
+    assert done.fee_paid == taken and done.fee == MAX_FEE
+    assert store.balance(fees(TENANT, "ETH")) == taken
+    assert store.balance(wallet(TENANT, w, "ETH")) == 3 * ETHER - ETHER - taken
+    assert store.balance(customer(TENANT, "alice", "ETH")) == ETHER
+    assert store.outbox() == [] and len(store.outbox("SENT")) == 1
+    _invariant(store)
+
+
+def test_customer_fee_is_reserved_settled_and_its_unused_part_returned(store, provider) -> None:
+    key = key_of(provider, "ecdsa-secp256k1")
+    w = _fund_eth(store, key, customer_eth=2 * ETHER, operator_eth=0)
+    service = PaymentService(store, _provider(provider))
+    payment = service.create(_eth_spec(key, payment_id="c-1", amount=ETHER // 2))
+    assert payment.state == "SETTLED" and payment.fee_payer == "customer"
+    reserve, settle = store.journal(TENANT)[-2:]
+    assert [(g["debit"], g["credit"], int(g["amount"])) for g in reserve["legs"]] == [
+        ("customer:acme:alice:ETH", "pending:acme:alice:ETH", ETHER // 2),
+        ("customer:acme:alice:ETH", "pending:acme:alice:ETH", MAX_FEE),
+    ]
+    assert [(g["debit"], g["credit"], int(g["amount"])) for g in settle["legs"]] == [
+        ("pending:acme:alice:ETH", f"wallet:acme:{w}:ETH", ETHER // 2),
+        ("fees:acme:ETH", f"wallet:acme:{w}:ETH", MAX_FEE),
+        ("pending:acme:alice:ETH", "fees:acme:ETH", MAX_FEE),
+    ]
+    assert store.balance(customer(TENANT, "alice", "ETH")) == 2 * ETHER - ETHER // 2 - MAX_FEE
+    assert store.balance(pending(TENANT, "alice", "ETH")) == 0
+    assert store.balance(fees(TENANT, "ETH")) == 0
+    # the chain took less than the maximum: the rest is the customer's again
+    taken = 21_000 * 9 * 10**9
+    with pytest.raises(PaymentError) as info:
+        service.confirm(TENANT, "c-1", MAX_FEE + 1)
+    assert info.value.code is PaymentCode.FEE_INVALID
+    done = service.confirm(TENANT, "c-1", taken)
+    assert done.fee_paid == taken
+    assert store.balance(customer(TENANT, "alice", "ETH")) == 2 * ETHER - ETHER // 2 - taken
+    assert store.balance(wallet(TENANT, w, "ETH")) == 2 * ETHER - ETHER // 2 - taken
+    assert store.balance(fees(TENANT, "ETH")) == 0
+    height = store.height()
+    assert service.confirm(TENANT, "c-1", taken) == done and store.height() == height
+    with pytest.raises(PaymentError) as info:
+        service.confirm(TENANT, "c-1", taken + 1)
+    assert info.value.code is PaymentCode.PAYMENT_ALREADY_CONFIRMED
+    _invariant(store)
+
+
+def test_release_returns_the_reserved_fee(store, provider) -> None:
+    key = key_of(provider, "ecdsa-secp256k1")
+    _fund_eth(store, key, customer_eth=ETHER + MAX_FEE, operator_eth=0)
+
+    def refuse(request, found):
+        return "BLOCKED_BY_RULE"
+
+    service = PaymentService(store, _provider(provider, policy=refuse))
+    out = service.create(_eth_spec(key, payment_id="r-1"))
+    assert (out.state, out.error_code) == ("RELEASED", "BLOCKED_BY_RULE")
+    assert store.balance(customer(TENANT, "alice", "ETH")) == ETHER + MAX_FEE
+    assert store.balance(pending(TENANT, "alice", "ETH")) == 0
+    (release,) = store.journal(TENANT)[-1:]
+    assert [int(g["amount"]) for g in release["legs"]] == [ETHER, MAX_FEE]
+    with pytest.raises(PaymentError) as info:  # nothing was signed: nothing to confirm
+        service.confirm(TENANT, "r-1", 0)
+    assert info.value.code is PaymentCode.PAYMENT_NOT_SETTLED
     _invariant(store)
 
 
@@ -217,9 +312,15 @@ def test_erc20_withdrawal(store, provider) -> None:
     p = _provider(provider)
     w = wallet_id("ethereum", key, "m/0/7")
     store.deposit("usdc-in", TENANT, "alice", "USDC", 5_000_000, w)
-    store.fund("eth-fees", TENANT, "ETH", ETHER, w)
-    payment = PaymentService(store, p).create(_eth_spec(key, asset="USDC", amount=1_250_000))
+    erc20_fee = 65_000 * 30 * 10**9
+    service = PaymentService(store, p)
+    with pytest.raises(LedgerError) as info:  # the customer pays the gas, in ETH
+        service.create(_eth_spec(key, asset="USDC", amount=1_250_000))
+    assert info.value.code is LedgerCode.INSUFFICIENT_FUNDS
+    store.deposit("eth-in", TENANT, "alice", "ETH", erc20_fee, w)
+    payment = service.create(_eth_spec(key, asset="USDC", amount=1_250_000))
     assert payment.state == "SETTLED" and payment.fee_asset == "ETH"
+    assert payment.fee == erc20_fee and payment.nonce == 0  # the refused attempt's nonce
     assert Account.recover_transaction(payment.raw_transaction) == payment.from_address
     decoded = TypedTransaction.from_bytes(HexBytes(payment.raw_transaction)).as_dict()
     assert "0x" + bytes(decoded["to"]).hex() == chain("ethereum").tokens["USDC"]
@@ -227,7 +328,10 @@ def test_erc20_withdrawal(store, provider) -> None:
     (request,) = p.signed
     assert (request.asset, request.destination, request.amount) == ("USDC", ETH_DEST, 1_250_000)
     assert store.balance(wallet(TENANT, w, "USDC")) == 3_750_000
-    assert store.balance(wallet(TENANT, w, "ETH")) == ETHER - 65_000 * 30 * 10**9
+    assert store.balance(wallet(TENANT, w, "ETH")) == 0
+    assert store.balance(customer(TENANT, "alice", "USDC")) == 3_750_000
+    assert store.balance(customer(TENANT, "alice", "ETH")) == 0
+    assert store.liabilities() == [("acme/alice", "USDC", 3_750_000)]
     _invariant(store)
 
 
@@ -287,25 +391,35 @@ def test_bitcoin_withdrawal_witness_verified_by_embit(store, provider) -> None:
     # books: coins and ledger agree
     w = wallet_id("bitcoin", key, "m/1")
     fee = payment.fee
-    assert fee == 110_000 - 75_000 - etx.vout[1].value
+    assert fee == 110_000 - 75_000 - etx.vout[1].value  # inputs - outputs, known when built
     assert store.balance(wallet(TENANT, w, "BTC")) == 130_000 - 75_000 - fee
-    assert store.balance(customer(TENANT, "alice", "BTC")) == 110_000 - 75_000
+    assert store.balance(customer(TENANT, "alice", "BTC")) == 110_000 - 75_000 - fee
     assert (
-        store.balance(equity(TENANT, "BTC")) == 20_000 and store.balance(fees(TENANT, "BTC")) == fee
+        store.balance(equity(TENANT, "BTC")) == 20_000 and store.balance(fees(TENANT, "BTC")) == 0
     )
     _invariant(store)
+    # a Bitcoin fee is fixed by the signed transaction: confirm takes exactly it
+    with pytest.raises(PaymentError) as info:
+        service.confirm(TENANT, "btc-1", fee - 1)
+    assert info.value.code is PaymentCode.FEE_INVALID
+    assert service.confirm(TENANT, "btc-1", fee).fee_paid == fee
+    assert store.balance(customer(TENANT, "alice", "BTC")) == 110_000 - 75_000 - fee
     # the change coin is spendable by the next payment
-    again = service.create(dataclasses.replace(spec, payment_id="btc-2", amount=30_000))
+    again = service.create(
+        dataclasses.replace(spec, payment_id="btc-2", amount=30_000, fee_payer="operator")
+    )
     assert again.state == "SETTLED"
+    assert store.balance(fees(TENANT, "BTC")) == again.fee  # the operator paid this one
     (vin,) = EmbitTransaction.parse(again.raw_transaction).vin  # the change coin alone
     assert (vin.txid.hex(), vin.vout) == (payment.txid, 1)
     _invariant(store)
 
 
 def test_concurrent_withdrawals_never_overdraw(store, provider) -> None:
-    """Eight threads race to withdraw 1 ETH each from a customer holding 3 ETH."""
+    """Eight threads race to withdraw 1 ETH each, the customer paying each fee, from a
+    customer holding three withdrawals and fees but one wei short of a fourth fee."""
     key = key_of(provider, "ecdsa-secp256k1")
-    _fund_eth(store, key, customer_eth=3 * ETHER, operator_eth=ETHER)
+    _fund_eth(store, key, customer_eth=3 * (ETHER + MAX_FEE) + ETHER + MAX_FEE - 1, operator_eth=0)
     service = PaymentService(store, _provider(provider))
     results: list[object] = []
     barrier = threading.Barrier(8)
@@ -326,7 +440,9 @@ def test_concurrent_withdrawals_never_overdraw(store, provider) -> None:
     assert len(settled) == 3
     assert sorted(r for r in results if isinstance(r, str)) == ["INSUFFICIENT_FUNDS"] * 5
     assert sorted(r.nonce for r in settled) == [0, 1, 2]  # type: ignore[attr-defined]
-    assert store.balance(customer(TENANT, "alice", "ETH")) == 0
+    assert store.balance(customer(TENANT, "alice", "ETH")) == ETHER + MAX_FEE - 1
+    assert store.balance(pending(TENANT, "alice", "ETH")) == 0
+    assert store.balance(fees(TENANT, "ETH")) == 0
     _invariant(store)
 
 

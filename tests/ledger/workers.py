@@ -29,9 +29,17 @@ def reserve_many(url: str, worker: int, attempts: int) -> list[str]:
 
 
 def withdraw_many(
-    url: str, worker: int, key_id: str, shares: dict[int, bytes], attempts: int, amount: int
+    url: str,
+    worker: int,
+    key_id: str,
+    shares: dict[int, bytes],
+    attempts: int,
+    amount: int,
+    fee_payer: str = "customer",
+    customers: tuple[str, ...] = ("alice",),
 ) -> list[str]:
-    """Full withdrawals (real DKLs23 signing in this process) of ``amount`` wei each."""
+    """Full withdrawals (real DKLs23 signing in this process) of ``amount`` wei each,
+    from ``customers`` in turn, with the network fee paid by ``fee_payer``."""
     provider = ThresholdProvider(
         keys={key_id: ("ecdsa-secp256k1", {i: KeyShare.from_bytes(b) for i, b in shares.items()})}
     )
@@ -41,12 +49,13 @@ def withdraw_many(
         spec = PaymentSpec(
             payment_id=f"proc-{worker}-{i}",
             tenant="acme",
-            customer_id="alice",
+            customer_id=customers[i % len(customers)],
             key_id=key_id,
             path="m/0/7",
             chain="ethereum",
             destination="0x52908400098527886E0F7030069857D2E4169EE7",
             amount=amount,
+            fee_payer=fee_payer,
         )
         try:
             payment = service.create(spec)

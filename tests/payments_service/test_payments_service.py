@@ -54,6 +54,7 @@ ETH_DEST = "0x52908400098527886E0F7030069857D2E4169EE7"
 BTC_DEST = "bc1p2wsldez5mud2yam29q22wgfh9439spgduvct83k3pm50fcxa5dps59h4z5"
 ETHER = 10**18
 FINNEY = 10**15
+MAX_FEE = 21_000 * 30 * GWEI  # default gas * default max fee per gas: the customer pays it
 
 
 @dataclasses.dataclass
@@ -206,7 +207,7 @@ def test_ethereum_withdrawal_recovers_to_the_derived_key(world: World) -> None:
         chaincode=world.ecdsa.chain_code, pubkey=world.ecdsa.public_key
     ).get_pubkey_from_path(path)
     assert signed.signature == tx["r"].to_bytes(32, "big") + tx["s"].to_bytes(32, "big")
-    assert world.store.balance(customer(TENANT, "alice", "ETH")) == 3 * ETHER // 2
+    assert world.store.balance(customer(TENANT, "alice", "ETH")) == 3 * ETHER // 2 - MAX_FEE
     assert world.store.balance(pending(TENANT, "alice", "ETH")) == 0
     assert payment.txid in {o["txid"] for o in world.store.outbox()}
 
@@ -261,7 +262,9 @@ def test_bitcoin_taproot_withdrawal_verified_by_embit(world: World) -> None:
         assert record.signed_digest == sighash
     assert etx.vout[0].script_pubkey == address_to_scriptpubkey(BTC_DEST)
     assert etx.vout[0].value == 75_000 and etx.vout[1].script_pubkey == own
-    assert world.store.balance(customer(TENANT, "satoshi", "BTC")) == 110_000 - 75_000
+    fee = 110_000 - 75_000 - etx.vout[1].value
+    assert payment.fee == fee and payment.fee_payer == "customer"
+    assert world.store.balance(customer(TENANT, "satoshi", "BTC")) == 110_000 - 75_000 - fee
 
 
 def test_large_withdrawal_waits_for_the_treasury(world: World) -> None:
@@ -277,7 +280,7 @@ def test_large_withdrawal_waits_for_the_treasury(world: World) -> None:
     assert info.value.code is PaymentCode.SIGNING_UNAVAILABLE
     held = world.store.get(TENANT, "big-1")
     assert (held.state, held.error_code) == ("RESERVED", "APPROVAL_PENDING")
-    assert world.store.balance(pending(TENANT, "whale", "ETH")) == 3 * ETHER // 2
+    assert world.store.balance(pending(TENANT, "whale", "ETH")) == 3 * ETHER // 2 + MAX_FEE
     waiting = api_request(world, "payment:big-1:0")
     assert waiting.state == pb.REQUEST_STATE_PENDING_APPROVAL
     assert waiting.approval_requirement == "acme-treasury>=1"
@@ -290,7 +293,7 @@ def test_large_withdrawal_waits_for_the_treasury(world: World) -> None:
     assert done.state == "SETTLED" and done.error_code is None
     assert done.raw_transaction is not None
     assert Account.recover_transaction(done.raw_transaction) == eth_address(world, path)
-    assert world.store.balance(customer(TENANT, "whale", "ETH")) == 3 * ETHER // 2
+    assert world.store.balance(customer(TENANT, "whale", "ETH")) == 3 * ETHER // 2 - MAX_FEE
     assert world.store.balance(pending(TENANT, "whale", "ETH")) == 0
 
 
@@ -301,7 +304,7 @@ def test_rejected_withdrawal_releases_the_funds(world: World) -> None:
         lambda: world.service().create(eth_spec(world, "rej-1", "bob", path, 2 * ETHER))
     )
     await_pending(world, "acme:payment:rej-1:0")
-    assert world.store.balance(pending(TENANT, "bob", "ETH")) == 2 * ETHER
+    assert world.store.balance(pending(TENANT, "bob", "ETH")) == 2 * ETHER + MAX_FEE
     rejected = decide(world, "acme:payment:rej-1:0", "acme-approver-2", ApprovalDecision.REJECT)
     assert rejected.state == gpb.REQUEST_STATE_REJECTED
     out = job.outcome()
@@ -408,7 +411,7 @@ def test_unreachable_nodes_leave_the_payment_reserved_until_resumed(world: World
     assert info.value.code is PaymentCode.SIGNING_UNAVAILABLE
     held = world.store.get(TENANT, "down-1")
     assert (held.state, held.error_code) == ("RESERVED", "UNAVAILABLE")
-    assert world.store.balance(pending(TENANT, "erin", "ETH")) == FINNEY
+    assert world.store.balance(pending(TENANT, "erin", "ETH")) == FINNEY + MAX_FEE
     failed = api_request(world, "payment:down-1:0")
     assert (failed.state, failed.error_code) == (pb.REQUEST_STATE_FAILED, "UNAVAILABLE")
     # FAILED is final for that id; resuming signs the same transaction as attempt 1
