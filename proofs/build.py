@@ -30,9 +30,10 @@ from coincurve.ecdsa import der_to_cdata, serialize_compact
 
 from proofs import encoding as enc
 from proofs import fields as f
+from proofs import units
 from proofs.errors import PorError, PorInputError, ReasonCode
-from proofs.inclusion import BINARY_MAGIC, InclusionProof
-from proofs.rows import Row, liability_rows, read_liabilities_csv
+from proofs.inclusion import InclusionProof, binary_header
+from proofs.rows import Row, check_amount, liability_rows, read_liabilities_csv, to_units
 from proofs.snapshot import (
     CustodyEntry,
     Snapshot,
@@ -61,11 +62,17 @@ def _input_error(code: ReasonCode, detail: str) -> PorInputError:
 
 @dataclass(frozen=True, slots=True, eq=False)
 class Liabilities:
-    """Customer liabilities as columns: ids, sorted asset list, ``(N, k)`` uint64 balances."""
+    """Customer liabilities as columns: ids, sorted asset list, ``(N, k)`` uint64 balances.
+
+    ``balances`` are PoR units: ``unit_exponents[j]`` is the unit of ``assets[j]`` (one
+    unit = ``10^e`` minor units; :mod:`proofs.units`). Empty ``unit_exponents`` means
+    exponent 0 everywhere (the balances are the minor amounts themselves).
+    """
 
     customer_ids: tuple[str, ...]
     assets: tuple[str, ...]
     balances: U64Array
+    unit_exponents: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         if not self.assets or list(self.assets) != sorted(set(self.assets)):
@@ -73,6 +80,16 @@ class Liabilities:
         for asset in self.assets:
             if not f.ASSET_RE.fullmatch(asset):
                 raise _input_error(ReasonCode.MALFORMED, f"bad asset name {asset!r}")
+        if not self.unit_exponents:
+            object.__setattr__(self, "unit_exponents", (0,) * len(self.assets))
+        if len(self.unit_exponents) != len(self.assets) or any(
+            isinstance(e, bool) or not isinstance(e, int) or not 0 <= e <= units.MAX_EXPONENT
+            for e in self.unit_exponents
+        ):
+            raise _input_error(
+                ReasonCode.MALFORMED,
+                f"unit exponents must be one integer in [0, {units.MAX_EXPONENT}] per asset",
+            )
         if self.balances.dtype != np.uint64 or self.balances.shape != (
             len(self.customer_ids),
             len(self.assets),
@@ -85,34 +102,72 @@ class Liabilities:
                 raise _input_error(ReasonCode.MALFORMED, f"customer id length: {cid[:40]!r}")
 
     @classmethod
-    def from_mapping(cls, rows: Mapping[str, Mapping[str, int]]) -> Liabilities:
-        """``{customer_id: {asset: amount}}``; missing assets are zero."""
+    def from_units(
+        cls,
+        rows: Mapping[str, Mapping[str, int]],
+        unit_exponents: Mapping[str, int] | None = None,
+    ) -> Liabilities:
+        """``{customer_id: {asset: PoR units}}`` (already converted); missing assets are zero."""
         assets = tuple(sorted({a for bal in rows.values() for a in bal}))
         ids = tuple(rows)
         matrix = np.zeros((len(ids), len(assets)), dtype=np.uint64)
         col = {a: i for i, a in enumerate(assets)}
         for r, cid in enumerate(ids):
             for asset, amount in rows[cid].items():
-                matrix[r, col[asset]] = _amount(amount, f"{cid}/{asset}")
-        return cls(customer_ids=ids, assets=assets, balances=matrix)
+                matrix[r, col[asset]] = _u64(amount, f"{cid}/{asset}")
+        try:
+            exponents = units.exponents_for(assets, unit_exponents)
+        except (TypeError, ValueError) as exc:
+            raise _input_error(ReasonCode.MALFORMED, f"unit exponents: {exc}") from None
+        return cls(customer_ids=ids, assets=assets, balances=matrix, unit_exponents=exponents)
 
     @classmethod
-    def from_rows(cls, rows: Iterable[Row | tuple[str, str, int]]) -> Liabilities:
-        """Rows ``(customer_id, asset, amount)``, strictly checked (:mod:`proofs.rows`)."""
-        return cls.from_mapping(liability_rows(rows))
+    def from_mapping(
+        cls,
+        rows: Mapping[str, Mapping[str, int]],
+        unit_exponents: Mapping[str, int] | None = None,
+    ) -> Liabilities:
+        """``{customer_id: {asset: minor amount}}``, rounded up to each asset's unit."""
+        declared = unit_exponents or {}
+        converted = {
+            cid: {
+                asset: to_units(
+                    check_amount(amount, cid[:40]),
+                    asset,
+                    declared.get(asset, 0),
+                    cid[:40],
+                    round_up=True,
+                )
+                for asset, amount in bal.items()
+            }
+            for cid, bal in rows.items()
+        }
+        return cls.from_units(converted, unit_exponents)
 
     @classmethod
-    def from_csv(cls, path: str | Path) -> Liabilities:
+    def from_rows(
+        cls,
+        rows: Iterable[Row | tuple[str, str, int]],
+        unit_exponents: Mapping[str, int] | None = None,
+    ) -> Liabilities:
+        """Rows ``(customer_id, asset, minor amount)``, strictly checked and rounded up to
+        each asset's unit (:func:`proofs.rows.liability_rows`)."""
+        return cls.from_units(liability_rows(rows, unit_exponents), unit_exponents)
+
+    @classmethod
+    def from_csv(
+        cls, path: str | Path, unit_exponents: Mapping[str, int] | None = None
+    ) -> Liabilities:
         """CSV ``customer_id,asset,amount`` with that header; one row per customer and asset.
 
         Every error names its line (:func:`proofs.rows.read_liabilities_csv`); a
         repeated (customer, asset) pair is an error rather than summed, so that a
         double-posted ledger export is noticed, not silently published.
         """
-        return cls.from_rows(read_liabilities_csv(path))
+        return cls.from_rows(read_liabilities_csv(path), unit_exponents)
 
 
-def _amount(value: int, where: str) -> int:
+def _u64(value: int, where: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < enc.U64_LIMIT:
         raise _input_error(ReasonCode.BALANCE_RANGE, f"{where}: {value!r} not in [0, 2^64)")
     return value
@@ -228,9 +283,11 @@ class BuiltSnapshot:
         """The inclusion proof of the customer in input row ``row``."""
         pos = int(self.tree.position[row])
         return InclusionProof(
+            version=self.snapshot.version,
             snapshot_id=self.snapshot.snapshot_id,
             root_hash=self.tree.root_hash,
             assets=self.liabilities.assets,
+            unit_exponents=self.liabilities.unit_exponents,
             leaf_count=self.tree.leaf_count,
             customer_id=self.liabilities.customer_ids[row],
             salt=self.salts[32 * row : 32 * row + 32],
@@ -250,16 +307,13 @@ class BuiltSnapshot:
         produced in seconds. Byte-identical to ``proof(row).to_binary()``.
         """
         tree, snap = self.tree, self.snapshot
-        header = b"".join(
-            [
-                BINARY_MAGIC,
-                enc.u8(enc.FORMAT_VERSION),
-                enc.lp16(snap.snapshot_id.encode()),
-                tree.root_hash,
-                enc.u16(len(snap.assets)),
-                *(enc.lp16(a.encode()) for a in snap.assets),
-                enc.u64(tree.leaf_count),
-            ]
+        header = binary_header(
+            snap.version,
+            snap.snapshot_id,
+            tree.root_hash,
+            snap.assets,
+            snap.unit_exponents,
+            tree.leaf_count,
         )
         salts = np.frombuffer(self.salts, dtype=np.uint8).reshape(-1, enc.SALT_LEN)
         ids = self.liabilities.customer_ids
@@ -329,17 +383,27 @@ class PreparedSnapshot:
         balances: Mapping[str, int],
         address: str | None = None,
     ) -> CustodyEntry:
-        """A custody entry over this snapshot's assets (missing assets are zero)."""
-        assets = self.liabilities.assets
-        unknown = set(balances) - set(assets)
+        """A custody entry over this snapshot's assets (missing assets are zero).
+
+        ``balances`` are exact minor amounts (what the chain shows); the entry lists
+        them and, rounded **down** to each asset's unit, the PoR balances.
+        """
+        liab = self.liabilities
+        unknown = set(balances) - set(liab.assets)
         if unknown:
             raise _input_error(ReasonCode.UNKNOWN_ASSET, f"{key_id}: {sorted(unknown)}")
+        where = f"custody key {key_id}"
+        minor = tuple(check_amount(balances.get(a, 0), where) for a in liab.assets)
         return CustodyEntry(
             key_id=key_id,
             scheme=scheme,
             public_key=public_key,
             address=address,
-            balances=tuple(_amount(balances.get(a, 0), key_id) for a in assets),
+            balances=tuple(
+                to_units(m, a, e, where, round_up=False)
+                for m, a, e in zip(minor, liab.assets, liab.unit_exponents, strict=True)
+            ),
+            minor_balances=minor,
             signature=signature,
         )
 
@@ -395,10 +459,12 @@ def sign_snapshot(
         raise _input_error(ReasonCode.MALFORMED, "custody balances do not match the asset list")
     tree = prepared.tree
     unsigned = Snapshot(
+        version=enc.FORMAT_VERSION,
         snapshot_id=prepared.snapshot_id,
         cutoff=prepared.cutoff,
         created_at=prepared.created_at,
         assets=assets,
+        unit_exponents=prepared.liabilities.unit_exponents,
         leaf_count=tree.leaf_count,
         root_hash=tree.root_hash,
         liabilities=tree.root_sums,

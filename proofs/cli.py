@@ -34,9 +34,16 @@ def _hex_key(text: str) -> bytes:
 
 def _expectation(text: str) -> tuple[str, int]:
     asset, sep, amount = text.partition("=")
-    if not sep or not amount.isdigit():
-        raise argparse.ArgumentTypeError("expected ASSET=AMOUNT")
+    if not sep or not amount.isascii() or not amount.isdigit() or len(amount) > 80:
+        raise argparse.ArgumentTypeError("expected ASSET=AMOUNT (decimal digits)")
     return asset, int(amount)
+
+
+def _unit(text: str) -> tuple[str, int]:
+    asset, sep, exponent = text.partition("=")
+    if not sep or not exponent.isascii() or not exponent.isdigit() or int(exponent) > 77:
+        raise argparse.ArgumentTypeError("expected ASSET=EXPONENT with EXPONENT in 0..77")
+    return asset, int(exponent)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -54,7 +61,16 @@ def _parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="ASSET=AMOUNT",
-        help="fail unless the proof shows this balance",
+        help="fail unless the proof shows this balance (in the proof's PoR units)",
+    )
+    v.add_argument(
+        "--expect-minor",
+        type=_expectation,
+        action="append",
+        default=[],
+        metavar="ASSET=AMOUNT",
+        help="fail unless the proof shows this balance of your statement, given in the"
+        " asset's minor unit (satoshi, wei), rounded up to the snapshot's unit",
     )
     v.add_argument("--json", action="store_true")
 
@@ -70,7 +86,17 @@ def _parser() -> argparse.ArgumentParser:
     a.add_argument("--json", action="store_true")
 
     b = sub.add_parser("build", help="dry run: build a signed snapshot and proofs from a CSV")
-    b.add_argument("--liabilities", required=True, help="CSV customer_id,asset,amount")
+    b.add_argument(
+        "--liabilities", required=True, help="CSV customer_id,asset,amount (minor units)"
+    )
+    b.add_argument(
+        "--unit",
+        type=_unit,
+        action="append",
+        default=[],
+        metavar="ASSET=EXPONENT",
+        help="PoR unit of ASSET: 10^EXPONENT minor units (default 0); repeatable",
+    )
     b.add_argument("--out", required=True, help="output directory (must not exist)")
     b.add_argument("--service-key", required=True, help="file with the Ed25519 seed in hex")
     b.add_argument("--custody-keys", help="JSON list of dry-run custody keys")
@@ -93,6 +119,7 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
             trusted_service_key=args.service_key,
             customer_id=args.customer_id,
             expected_balances=dict(args.expect),
+            expected_minor_balances=dict(args.expect_minor),
         )
         return report.to_json()
     if args.command == "audit":
@@ -113,7 +140,7 @@ def _build(args: argparse.Namespace) -> dict[str, Any]:
     from proofs import build
 
     built = build.build_snapshot(
-        build.Liabilities.from_csv(args.liabilities),
+        build.Liabilities.from_csv(args.liabilities, dict(args.unit)),
         snapshot_id=args.snapshot_id,
         cutoff=args.cutoff,
         created_at=datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
@@ -149,16 +176,22 @@ def _keygen(path: str) -> dict[str, Any]:
 
 def _human(result: dict[str, Any]) -> str:
     if result["check"] == "verify":
-        bal = ", ".join(f"{a}={v}" for a, v in result["balances"].items())
+        exps = result["unit_exponents"]
+        bal = ", ".join(f"{a}={v}{_unit_note(exps[a])}" for a, v in result["balances"].items())
         return f"OK customer {result['customer_id']} included in {result['snapshot_id']}: {bal}"
     if result["check"] == "audit":
         lines = [f"OK snapshot {result['snapshot_id']} ({result['custody_keys']} custody keys)"]
         for asset, row in result["assets"].items():
             lines.append(
                 f"  {asset}: reserves {row['reserves']} >= liabilities {row['liabilities']}"
+                f"{_unit_note(row['unit_exponent'])}"
             )
         return "\n".join(lines)
     return "OK " + " ".join(f"{k}={v}" for k, v in result.items() if k not in ("ok", "check"))
+
+
+def _unit_note(exponent: int) -> str:
+    return f" (x 10^{exponent} minor units)" if exponent else ""
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -16,8 +16,9 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from proofs.encoding import U64_LIMIT
+from proofs.encoding import SUPPORTED_VERSIONS, U64_LIMIT
 from proofs.errors import PorFormatError, ReasonCode
+from proofs.units import MINOR_LIMIT
 
 _AMOUNT_RE = re.compile(r"-?(0|[1-9][0-9]*)")
 _HEX_RE = re.compile(r"[0-9a-f]*")
@@ -74,6 +75,18 @@ def parse_amount(value: Any, where: str) -> int:
     return amount
 
 
+def parse_minor_amount(value: Any, where: str) -> int:
+    """An exact minor amount (e.g. wei) in ``[0, 2^256)``, as a decimal string."""
+    if not isinstance(value, str) or not _AMOUNT_RE.fullmatch(value) or value == "-0":
+        raise malformed(f"{where}: expected a decimal string")
+    if len(value) > 78:
+        raise PorFormatError(ReasonCode.BALANCE_RANGE, f"{where}: {value[:24]}... out of range")
+    amount = int(value)
+    if not 0 <= amount < MINOR_LIMIT:
+        raise PorFormatError(ReasonCode.BALANCE_RANGE, f"{where}: {value} not in [0, 2^256)")
+    return amount
+
+
 def parse_assets(value: Any, where: str) -> tuple[str, ...]:
     """The asset list: non-empty, each matching ``ASSET_RE``, strictly ascending."""
     if not isinstance(value, list) or not value:
@@ -105,10 +118,19 @@ def parse_amount_list(value: Any, width: int, where: str) -> tuple[int, ...]:
     return tuple(parse_amount(v, f"{where}[{i}]") for i, v in enumerate(value))
 
 
-def check_version(obj: Mapping[str, Any], fmt: str, where: str) -> None:
-    """``format`` must name the file kind; ``version`` must be one this code knows."""
+def supported_versions_text() -> str:
+    return " and ".join(map(str, SUPPORTED_VERSIONS))
+
+
+def check_version(obj: Mapping[str, Any], fmt: str, where: str) -> int:
+    """``format`` must name the file kind; ``version`` must be one this code reads."""
     if get(obj, "format", str, where) != fmt:
         raise malformed(f"{where}: format is not {fmt!r}")
-    version = get(obj, "version", int, where)
-    if version != 1:
-        raise PorFormatError(ReasonCode.UNSUPPORTED_VERSION, f"{where}: version {version}")
+    version: int = get(obj, "version", int, where)
+    if version not in SUPPORTED_VERSIONS:
+        raise PorFormatError(
+            ReasonCode.UNSUPPORTED_VERSION,
+            f"{where}: format version {version} is not supported"
+            f" (this verifier reads versions {supported_versions_text()})",
+        )
+    return version

@@ -14,14 +14,31 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from proofs import encoding as enc
 from proofs import fields as f
+from proofs import units
 from proofs.errors import PorFormatError, PorVerificationError, ReasonCode
 
 PROOF_FORMAT = "custody-por-proof"
 BINARY_MAGIC = b"PORP"
+_V1_MEMBERS = frozenset(
+    {
+        "format",
+        "version",
+        "snapshot_id",
+        "root_hash",
+        "assets",
+        "leaf_count",
+        "customer_id",
+        "salt",
+        "balances",
+        "leaf_index",
+        "path",
+    }
+)
+MEMBERS = {1: _V1_MEMBERS, 2: _V1_MEMBERS | {"unit_exponents"}}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -38,18 +55,21 @@ class InclusionProof:
 
     ``salt`` is what lets the customer (and only the customer) recompute its leaf;
     it is not secret towards the customer, but it is kept out of ``repr`` so that
-    logs do not make customer hashes linkable to ids.
+    logs do not make customer hashes linkable to ids. ``balances`` are PoR units of
+    ``10^unit_exponents[i]`` minor units (all exponents 0 in version 1).
     """
 
     snapshot_id: str
     root_hash: bytes
     assets: tuple[str, ...]
+    unit_exponents: tuple[int, ...]
     leaf_count: int
     customer_id: str
     salt: bytes
     balances: tuple[int, ...]
     leaf_index: int
     path: tuple[PathNode, ...]
+    version: int = enc.FORMAT_VERSION
 
     def __repr__(self) -> str:
         return (
@@ -60,9 +80,10 @@ class InclusionProof:
     # -- JSON ---------------------------------------------------------------------------
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        """The proof file in the proof's own version (version 1 has no ``unit_exponents``)."""
+        out: dict[str, Any] = {
             "format": PROOF_FORMAT,
-            "version": enc.FORMAT_VERSION,
+            "version": self.version,
             "snapshot_id": self.snapshot_id,
             "root_hash": self.root_hash.hex(),
             "assets": list(self.assets),
@@ -73,6 +94,9 @@ class InclusionProof:
             "leaf_index": self.leaf_index,
             "path": [{"hash": p.hash.hex(), "sums": [str(s) for s in p.sums]} for p in self.path],
         }
+        if self.version >= 2:
+            out["unit_exponents"] = units.exponents_json(self.assets, self.unit_exponents)
+        return out
 
     @classmethod
     def from_json(cls, obj: Any) -> InclusionProof:
@@ -80,26 +104,14 @@ class InclusionProof:
         where = "proof"
         if not isinstance(obj, dict):
             raise f.malformed(f"{where}: expected an object")
-        f.check_version(obj, PROOF_FORMAT, where)
-        f.check_keys(
-            obj,
-            {
-                "format",
-                "version",
-                "snapshot_id",
-                "root_hash",
-                "assets",
-                "leaf_count",
-                "customer_id",
-                "salt",
-                "balances",
-                "leaf_index",
-                "path",
-            },
-            set(),
-            where,
-        )
+        version = f.check_version(obj, PROOF_FORMAT, where)
+        f.check_keys(obj, set(MEMBERS[version]), set(), where)
         assets = f.parse_assets(obj["assets"], f"{where}.assets")
+        exponents = (
+            units.parse_exponents(obj["unit_exponents"], assets, f"{where}.unit_exponents")
+            if version >= 2
+            else (0,) * len(assets)
+        )
         customer_id = f.get(obj, "customer_id", str, where)
         if not 1 <= len(customer_id.encode("utf-8")) <= enc.MAX_ID_BYTES:
             raise f.malformed(f"{where}.customer_id: length not in [1, {enc.MAX_ID_BYTES}]")
@@ -122,9 +134,11 @@ class InclusionProof:
         if not f.ID_RE.fullmatch(snapshot_id):
             raise f.malformed(f"{where}.snapshot_id: bad snapshot id")
         return cls(
+            version=version,
             snapshot_id=snapshot_id,
             root_hash=f.parse_hex(obj["root_hash"], enc.HASH_LEN, f"{where}.root_hash"),
             assets=assets,
+            unit_exponents=exponents,
             leaf_count=leaf_count,
             customer_id=customer_id,
             salt=f.parse_hex(obj["salt"], enc.SALT_LEN, f"{where}.salt"),
@@ -139,13 +153,14 @@ class InclusionProof:
         """Compact binary form (``docs/por-format.md``, "Binary proof"), for bulk files."""
         return b"".join(
             [
-                BINARY_MAGIC,
-                enc.u8(enc.FORMAT_VERSION),
-                enc.lp16(self.snapshot_id.encode("ascii")),
-                self.root_hash,
-                enc.u16(len(self.assets)),
-                *(enc.lp16(a.encode("ascii")) for a in self.assets),
-                enc.u64(self.leaf_count),
+                binary_header(
+                    self.version,
+                    self.snapshot_id,
+                    self.root_hash,
+                    self.assets,
+                    self.unit_exponents,
+                    self.leaf_count,
+                ),
                 enc.lp16(self.customer_id.encode("utf-8")),
                 self.salt,
                 enc.balances_bytes(self.balances),
@@ -161,11 +176,21 @@ class InclusionProof:
         reader = _Reader(data)
         if reader.take(4) != BINARY_MAGIC:
             raise f.malformed("binary proof: bad magic")
-        if (version := reader.uint(1)) != enc.FORMAT_VERSION:
-            raise PorFormatError(ReasonCode.UNSUPPORTED_VERSION, f"binary proof: v{version}")
+        if (version := reader.uint(1)) not in enc.SUPPORTED_VERSIONS:
+            raise PorFormatError(
+                ReasonCode.UNSUPPORTED_VERSION,
+                f"binary proof: format version {version} is not supported"
+                f" (this verifier reads versions {f.supported_versions_text()})",
+            )
         snapshot_id = reader.text("ascii")
         root = reader.take(enc.HASH_LEN)
-        assets = tuple(reader.text("ascii") for _ in range(reader.uint(2)))
+        assets_list, exponents_list = [], []
+        for _ in range(reader.uint(2)):
+            assets_list.append(reader.text("ascii"))
+            exponents_list.append(reader.uint(1) if version >= 2 else 0)
+        assets, exponents = tuple(assets_list), tuple(exponents_list)
+        if any(e > units.MAX_EXPONENT for e in exponents):
+            raise f.malformed("binary proof: unit exponent out of range")
         width = len(assets)
         leaf_count = reader.uint(8)
         customer_id = reader.text("utf-8")
@@ -178,9 +203,11 @@ class InclusionProof:
         )
         reader.end()
         return cls(
+            version=version,
             snapshot_id=snapshot_id,
             root_hash=root,
             assets=assets,
+            unit_exponents=exponents,
             leaf_count=leaf_count,
             customer_id=customer_id,
             salt=salt,
@@ -188,6 +215,56 @@ class InclusionProof:
             leaf_index=leaf_index,
             path=path,
         )
+
+
+def binary_header(
+    version: int,
+    snapshot_id: str,
+    root_hash: bytes,
+    assets: Sequence[str],
+    exponents: Sequence[int],
+    leaf_count: int,
+) -> bytes:
+    """The part of a binary proof shared by every proof of a snapshot.
+
+    ``"PORP" || u8 version || lp16(snapshot_id) || root_hash || u16 k || per asset
+    lp16(asset) [|| u8 unit exponent, version 2] || u64 leaf_count``.
+    """
+    per_asset = [
+        enc.lp16(a.encode("ascii")) + (enc.u8(e) if version >= 2 else b"")
+        for a, e in zip(assets, exponents, strict=True)
+    ]
+    return b"".join(
+        [
+            BINARY_MAGIC,
+            enc.u8(version),
+            enc.lp16(snapshot_id.encode("ascii")),
+            root_hash,
+            enc.u16(len(assets)),
+            *per_asset,
+            enc.u64(leaf_count),
+        ]
+    )
+
+
+class PublishedTree(Protocol):
+    """What a proof is checked against: the values a signed snapshot publishes
+    (:class:`proofs.snapshot.Snapshot` is one)."""
+
+    @property
+    def version(self) -> int: ...
+    @property
+    def snapshot_id(self) -> str: ...
+    @property
+    def root_hash(self) -> bytes: ...
+    @property
+    def assets(self) -> tuple[str, ...]: ...
+    @property
+    def unit_exponents(self) -> tuple[int, ...]: ...
+    @property
+    def leaf_count(self) -> int: ...
+    @property
+    def liabilities(self) -> tuple[int, ...]: ...
 
 
 class _Reader:
@@ -258,51 +335,54 @@ def recompute_root(proof: InclusionProof) -> tuple[bytes, tuple[int, ...]]:
     if len(proof.salt) != enc.SALT_LEN:
         raise f.malformed("salt must be 32 bytes")
 
-    h = enc.leaf_hash(enc.customer_hash(proof.customer_id, proof.salt), proof.balances)
+    v = proof.version
+    if v not in enc.SUPPORTED_VERSIONS:
+        raise PorFormatError(ReasonCode.UNSUPPORTED_VERSION, f"format version {v}")
+    h = enc.leaf_hash(enc.customer_hash(proof.customer_id, proof.salt, v), proof.balances, v)
     sums = proof.balances
     index, size = proof.leaf_index, proof.leaf_count
     zero = (0,) * width
     for level, sib in enumerate(proof.path):
         # Our node is the last of an odd level: the sibling must be the padding node.
-        if index ^ 1 == size and (sib.hash != enc.pad_hash(level, size) or sib.sums != zero):
+        if index ^ 1 == size and (sib.hash != enc.pad_hash(level, size, v) or sib.sums != zero):
             raise _fail(ReasonCode.PADDING_MISMATCH, f"bad padding node at level {level}")
         new_sums = _add(sums, sib.sums, level)
         if index & 1:
-            h = enc.node_hash(sib.hash, sib.sums, h, sums)
+            h = enc.node_hash(sib.hash, sib.sums, h, sums, v)
         else:
-            h = enc.node_hash(h, sums, sib.hash, sib.sums)
+            h = enc.node_hash(h, sums, sib.hash, sib.sums, v)
         sums = new_sums
         index >>= 1
         size = (size + 1) // 2
     return h, sums
 
 
-def verify_inclusion(
-    proof: InclusionProof,
-    *,
-    snapshot_id: str,
-    root_hash: bytes,
-    assets: Sequence[str],
-    leaf_count: int,
-    liabilities: Sequence[int],
-) -> None:
+def verify_inclusion(proof: InclusionProof, snapshot: PublishedTree) -> None:
     """Check ``proof`` against a (signature-checked) snapshot's published values.
 
-    Raises :class:`PorVerificationError` with the failing check's code; returns
-    ``None`` when the customer's leaf, with its balances, is in the tree whose
-    root hash and per-asset totals the snapshot publishes.
+    Steps V2-V6 of ``docs/por-format.md``. Raises :class:`PorVerificationError` with
+    the failing check's code; returns ``None`` when the customer's leaf, with its
+    balances, is in the tree whose root hash and per-asset totals the snapshot
+    publishes, in the units the snapshot declares.
     """
-    if proof.snapshot_id != snapshot_id:
+    if proof.snapshot_id != snapshot.snapshot_id:
         raise _fail(
             ReasonCode.SNAPSHOT_MISMATCH,
-            f"proof is for snapshot {proof.snapshot_id!r}, not {snapshot_id!r}",
+            f"proof is for snapshot {proof.snapshot_id!r}, not {snapshot.snapshot_id!r}",
         )
-    if proof.root_hash != root_hash or tuple(proof.assets) != tuple(assets):
+    if proof.version != snapshot.version:
+        raise _fail(
+            ReasonCode.SNAPSHOT_MISMATCH,
+            f"proof has format version {proof.version}, the snapshot {snapshot.version}",
+        )
+    if proof.root_hash != snapshot.root_hash or tuple(proof.assets) != tuple(snapshot.assets):
         raise _fail(ReasonCode.SNAPSHOT_MISMATCH, "proof names another root or asset list")
-    if proof.leaf_count != leaf_count:
+    if tuple(proof.unit_exponents) != tuple(snapshot.unit_exponents):
+        raise _fail(ReasonCode.SNAPSHOT_MISMATCH, "proof declares other units than the snapshot")
+    if proof.leaf_count != snapshot.leaf_count:
         raise _fail(ReasonCode.SNAPSHOT_MISMATCH, "proof names another leaf count")
     root, sums = recompute_root(proof)
-    if root != root_hash:
+    if root != snapshot.root_hash:
         raise _fail(ReasonCode.ROOT_MISMATCH, "recomputed root hash differs from the snapshot")
-    if sums != tuple(liabilities):
+    if sums != tuple(snapshot.liabilities):
         raise _fail(ReasonCode.TOTALS_MISMATCH, "recomputed root sums differ from the snapshot")

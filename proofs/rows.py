@@ -10,9 +10,12 @@ stable reason code:
   control characters and no leading or trailing whitespace (``" alice"`` next to
   ``"alice"`` is a copy-paste error, not a second customer): ``POR_MALFORMED``;
 * asset: ``[A-Z0-9][A-Z0-9._-]{0,31}`` (section 1): ``POR_MALFORMED``;
-* amount: an integer in ``[0, 2^64)``; in CSV exactly the decimal digits, no sign,
-  no leading zeros, no spaces: out of range ``POR_BALANCE_RANGE``, otherwise
-  ``POR_MALFORMED``;
+* amount: an integer in the asset's **minor unit** (satoshi, wei), in ``[0, 2^256)``;
+  in CSV exactly the decimal digits, no sign, no leading zeros, no spaces: out of
+  range ``POR_BALANCE_RANGE``, otherwise ``POR_MALFORMED``;
+* converted to the asset's PoR unit by rounding **up** (:func:`proofs.units.liability_units`),
+  the result must be below 2^64: otherwise ``POR_BALANCE_RANGE``, with the unit to
+  declare instead;
 * a repeated ``(customer, asset)`` pair is ``POR_DUPLICATE_CUSTOMER`` rather than
   summed, so that a double-posted export is noticed, not published.
 
@@ -26,17 +29,18 @@ from __future__ import annotations
 import csv
 import re
 import unicodedata
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from proofs import encoding as enc
 from proofs import fields as f
+from proofs import units
 from proofs.errors import PorInputError, ReasonCode
 
 LIABILITIES_HEADER = ("customer_id", "asset", "amount")
 CUSTODY_HEADERS = (("key_id", "asset", "amount"), ("key_id", "address", "asset", "amount"))
-_DECIMAL = re.compile(r"0|[1-9][0-9]{0,19}")
+_DECIMAL = re.compile(r"0|[1-9][0-9]{0,77}")
 _OUT_OF_RANGE = re.compile(r"-?[1-9][0-9]*")
 
 
@@ -84,19 +88,45 @@ def check_asset(asset: object, where: str) -> str:
 
 
 def check_amount(amount: object, where: str) -> int:
+    """A minor amount (satoshi, wei): an int in ``[0, 2^256)``."""
     if isinstance(amount, bool) or not isinstance(amount, int):
         raise _err(ReasonCode.MALFORMED, where, f"amount {amount!r} is not an integer")
-    if not 0 <= amount < enc.U64_LIMIT:
-        raise _err(ReasonCode.BALANCE_RANGE, where, f"amount {amount} not in [0, 2^64)")
+    if not 0 <= amount < units.MINOR_LIMIT:
+        raise _err(ReasonCode.BALANCE_RANGE, where, f"amount {amount} not in [0, 2^256)")
     return amount
 
 
+def to_units(amount: int, asset: str, exponent: int, where: str, *, round_up: bool) -> int:
+    """``amount`` (minor units) in PoR units of ``10^exponent``, which must be below 2^64.
+
+    Liabilities round up, reserves down (:mod:`proofs.units`); either way a result of
+    2^64 or more is ``POR_BALANCE_RANGE`` naming the unit that would fit.
+    """
+    n = (units.liability_units if round_up else units.reserve_units)(amount, exponent)
+    if n < enc.U64_LIMIT:
+        return n
+    if exponent == 0:
+        detail = f"{asset} amount {amount} not in [0, 2^64)"
+    else:
+        detail = (
+            f"{asset} amount {amount} is {n} units of {units.describe(exponent)}, not below 2^64"
+        )
+    fits = next(
+        e for e in range(exponent, units.MAX_EXPONENT + 1) if amount // 10**e < enc.U64_LIMIT - 1
+    )
+    raise _err(
+        ReasonCode.BALANCE_RANGE,
+        where,
+        f"{detail}; declare a larger unit for {asset} (exponent {fits} or more)",
+    )
+
+
 def parse_amount_text(text: str, where: str) -> int:
-    """A CSV amount: canonical decimal digits only."""
+    """A CSV amount in minor units: canonical decimal digits only."""
     if _DECIMAL.fullmatch(text):
         return check_amount(int(text), where)
-    if _OUT_OF_RANGE.fullmatch(text):  # negative, or more than 20 digits
-        raise _err(ReasonCode.BALANCE_RANGE, where, f"amount {text[:30]!r} not in [0, 2^64)")
+    if _OUT_OF_RANGE.fullmatch(text):  # negative, or more than 78 digits
+        raise _err(ReasonCode.BALANCE_RANGE, where, f"amount {text[:30]!r} not in [0, 2^256)")
     raise _err(
         ReasonCode.MALFORMED,
         where,
@@ -104,12 +134,16 @@ def parse_amount_text(text: str, where: str) -> int:
     )
 
 
-def liability_rows(rows: Iterable[Row | tuple[str, str, int]]) -> dict[str, dict[str, int]]:
-    """Validate rows into ``{customer_id: {asset: amount}}`` (input order kept).
+def liability_rows(
+    rows: Iterable[Row | tuple[str, str, int]], unit_exponents: Mapping[str, int] | None = None
+) -> dict[str, dict[str, int]]:
+    """Validate rows into ``{customer_id: {asset: PoR units}}`` (input order kept).
 
-    Plain tuples (from a ledger) are located as ``row <i>`` (1-based); rows read
-    from CSV carry their line number.
+    Amounts are minor units, converted by rounding up to the unit of
+    ``unit_exponents[asset]`` (0 for an asset not named). Plain tuples (from a ledger)
+    are located as ``row <i>`` (1-based); rows read from CSV carry their line number.
     """
+    exponents = unit_exponents or {}
     out: dict[str, dict[str, int]] = {}
     for i, row in enumerate(rows, start=1):
         if isinstance(row, Row):
@@ -122,7 +156,8 @@ def liability_rows(rows: Iterable[Row | tuple[str, str, int]]) -> dict[str, dict
         balances = out.setdefault(check_customer_id(cid, where), {})
         if check_asset(asset, where) in balances:
             raise _err(ReasonCode.DUPLICATE_CUSTOMER, where, f"repeated {cid[:40]!r} / {asset}")
-        balances[asset] = check_amount(amount, where)
+        minor = check_amount(amount, where)
+        balances[asset] = to_units(minor, asset, exponents.get(asset, 0), where, round_up=True)
     if not out:
         raise PorInputError(ReasonCode.EMPTY, "no liabilities rows")
     return out
@@ -179,7 +214,7 @@ def read_liabilities_csv(path: str | Path) -> Iterator[Row]:
 
 
 def read_custody_csv(path: str | Path) -> dict[str, tuple[str | None, dict[str, int]]]:
-    """Custody balances per key: ``{key_id: (address, {asset: amount})}``, input order kept.
+    """Custody balances per key: ``{key_id: (address, {asset: minor amount})}``, input order kept.
 
     The reserves of a snapshot are per custody key (each key proves control of what
     it holds), so the file names the key of every balance. ``address`` is optional

@@ -3,13 +3,15 @@
 A snapshot publishes, at a cut-off, the tree root and per-asset liability totals,
 the custody keys with a signature of each over the *challenge* (proof of
 control), the custody balances, and a service Ed25519 signature over everything
-(ARCHITECTURE.md section 4, "Proof of Reserves").
+(ARCHITECTURE.md section 4, "Proof of Reserves"). Format version 2 adds the unit
+of every asset (``unit_exponents``, :mod:`proofs.units`) and each custody key's
+exact minor balances; version 1 files (no units: exponent 0) are still read.
 
 * The challenge is ``SHA-256`` of a tagged, length-prefixed encoding of the
   snapshot id, cut-off, root hash, leaf count and totals
   (:func:`compute_challenge`); a custody signature over it cannot be replayed
   into another snapshot.
-* The service signs ``TAG_SNAPSHOT || JCS(snapshot without service_signature)``,
+* The service signs ``tag("snapshot") || JCS(snapshot without service_signature)``,
   where JCS is RFC 8785 canonical JSON. The format restricts strings to printable
   ASCII and numbers to small integers (amounts are strings), for which RFC 8785 is
   exactly ``json.dumps(sort_keys=True, separators=(",", ":"))``; a verifier in any
@@ -27,7 +29,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from proofs import control
+from proofs import control, units
 from proofs import encoding as enc
 from proofs import fields as f
 from proofs.errors import PorFormatError, PorVerificationError, ReasonCode
@@ -38,26 +40,62 @@ _PRINTABLE = re.compile(r"[\x20-\x7e]*")
 _MAX_RESERVE_DIGITS = 40
 
 
+_V1_MEMBERS = frozenset(
+    {
+        "format",
+        "version",
+        "hash",
+        "snapshot_id",
+        "cutoff",
+        "created_at",
+        "assets",
+        "leaf_count",
+        "tree_depth",
+        "root_hash",
+        "liabilities",
+        "challenge",
+        "custody",
+        "reserves",
+        "service_signature",
+    }
+)
+MEMBERS = {1: _V1_MEMBERS, 2: _V1_MEMBERS | {"unit_exponents"}}
+_CUSTODY_V1 = frozenset({"key_id", "scheme", "public_key", "balances", "signature"})
+CUSTODY_MEMBERS = {1: _CUSTODY_V1, 2: _CUSTODY_V1 | {"minor_balances"}}
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class CustodyEntry:
-    """One custody key: its public key, optional address, balances, and challenge signature."""
+    """One custody key: its public key, optional address, balances, and challenge signature.
+
+    ``balances`` are PoR units (u64), ``minor_balances`` the exact amounts they were
+    rounded down from (``balances[i] == floor(minor_balances[i] / 10^e_i)``, checked by
+    the audit); in version 1 files, which have no minor balances, they are equal.
+    """
 
     key_id: str
     scheme: str
     public_key: bytes
     address: str | None
     balances: tuple[int, ...]
+    minor_balances: tuple[int, ...]
     signature: bytes
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Snapshot:
-    """A parsed snapshot (``docs/por-format.md``, "Snapshot file")."""
+    """A parsed snapshot (``docs/por-format.md``, "Snapshot file").
 
+    ``unit_exponents[i]`` is the unit of ``assets[i]`` (one PoR unit = ``10^e`` minor
+    units); all zero for version 1, which declares no unit.
+    """
+
+    version: int
     snapshot_id: str
     cutoff: str
     created_at: str
     assets: tuple[str, ...]
+    unit_exponents: tuple[int, ...]
     leaf_count: int
     root_hash: bytes
     liabilities: tuple[int, ...]
@@ -72,7 +110,11 @@ class Snapshot:
         return enc.tree_depth(self.leaf_count)
 
     def unsigned_json(self) -> dict[str, Any]:
-        """Every field except ``service_signature``: the object the service signs."""
+        """Every field except ``service_signature``: the object the service signs.
+
+        Written in the snapshot's own version, so parsing and writing again gives back
+        the published object (version 1 included).
+        """
         custody = []
         for c in self.custody:
             entry: dict[str, Any] = {
@@ -82,12 +124,14 @@ class Snapshot:
                 "balances": f.amount_map(self.assets, c.balances),
                 "signature": c.signature.hex(),
             }
+            if self.version >= 2:
+                entry["minor_balances"] = f.amount_map(self.assets, c.minor_balances)
             if c.address is not None:
                 entry["address"] = c.address
             custody.append(entry)
-        return {
+        out: dict[str, Any] = {
             "format": SNAPSHOT_FORMAT,
-            "version": enc.FORMAT_VERSION,
+            "version": self.version,
             "hash": "sha256",
             "snapshot_id": self.snapshot_id,
             "cutoff": self.cutoff,
@@ -101,6 +145,9 @@ class Snapshot:
             "custody": custody,
             "reserves": f.amount_map(self.assets, self.reserves),
         }
+        if self.version >= 2:
+            out["unit_exponents"] = units.exponents_json(self.assets, self.unit_exponents)
+        return out
 
     def to_json(self) -> dict[str, Any]:
         obj = self.unsigned_json()
@@ -121,29 +168,8 @@ class Snapshot:
         where = "snapshot"
         if not isinstance(obj, dict):
             raise f.malformed(f"{where}: expected an object")
-        f.check_version(obj, SNAPSHOT_FORMAT, where)
-        f.check_keys(
-            obj,
-            {
-                "format",
-                "version",
-                "hash",
-                "snapshot_id",
-                "cutoff",
-                "created_at",
-                "assets",
-                "leaf_count",
-                "tree_depth",
-                "root_hash",
-                "liabilities",
-                "challenge",
-                "custody",
-                "reserves",
-                "service_signature",
-            },
-            set(),
-            where,
-        )
+        version = f.check_version(obj, SNAPSHOT_FORMAT, where)
+        f.check_keys(obj, set(MEMBERS[version]), set(), where)
         _check_printable(obj, where)
         if obj["hash"] != "sha256":
             raise f.malformed(f"{where}.hash: only 'sha256' is defined")
@@ -154,13 +180,18 @@ class Snapshot:
             if not f.TIME_RE.fullmatch(f.get(obj, key, str, where)):
                 raise f.malformed(f"{where}.{key}: expected YYYY-MM-DDTHH:MM:SSZ")
         assets = f.parse_assets(obj["assets"], f"{where}.assets")
+        exponents = (
+            units.parse_exponents(obj["unit_exponents"], assets, f"{where}.unit_exponents")
+            if version >= 2
+            else (0,) * len(assets)
+        )
         leaf_count = f.get(obj, "leaf_count", int, where)
         if not 1 <= leaf_count < enc.U64_LIMIT:
             raise f.malformed(f"{where}.leaf_count: not in [1, 2^64)")
         if f.get(obj, "tree_depth", int, where) != enc.tree_depth(leaf_count):
             raise f.malformed(f"{where}.tree_depth: does not match leaf_count")
         custody = tuple(
-            _parse_custody(c, assets, f"{where}.custody[{i}]")
+            _parse_custody(c, version, assets, f"{where}.custody[{i}]")
             for i, c in enumerate(f.get(obj, "custody", list, where))
         )
         sig = f.get(obj, "service_signature", dict, where)
@@ -173,10 +204,12 @@ class Snapshot:
         if set(reserves) != set(assets):
             raise f.malformed(f"{where}.reserves: assets differ from the asset list")
         return cls(
+            version=version,
             snapshot_id=snapshot_id,
             cutoff=obj["cutoff"],
             created_at=obj["created_at"],
             assets=assets,
+            unit_exponents=exponents,
             leaf_count=leaf_count,
             root_hash=f.parse_hex(obj["root_hash"], enc.HASH_LEN, f"{where}.root_hash"),
             liabilities=f.parse_amount_map(obj["liabilities"], assets, f"{where}.liabilities"),
@@ -213,12 +246,10 @@ def _parse_reserve(value: Any, where: str) -> int:
     return int(value)
 
 
-def _parse_custody(obj: Any, assets: Sequence[str], where: str) -> CustodyEntry:
+def _parse_custody(obj: Any, version: int, assets: Sequence[str], where: str) -> CustodyEntry:
     if not isinstance(obj, dict):
         raise f.malformed(f"{where}: expected an object")
-    f.check_keys(
-        obj, {"key_id", "scheme", "public_key", "balances", "signature"}, {"address"}, where
-    )
+    f.check_keys(obj, set(CUSTODY_MEMBERS[version]), {"address"}, where)
     key_id = f.get(obj, "key_id", str, where)
     if not f.ID_RE.fullmatch(key_id):
         raise f.malformed(f"{where}.key_id: bad key id")
@@ -229,12 +260,20 @@ def _parse_custody(obj: Any, assets: Sequence[str], where: str) -> CustodyEntry:
     address = obj.get("address")
     if address is not None and (not isinstance(address, str) or not 1 <= len(address) <= 128):
         raise f.malformed(f"{where}.address: expected a string of 1..128 characters")
+    balances = f.parse_amount_map(obj["balances"], assets, f"{where}.balances")
+    minor = balances
+    if version >= 2:
+        raw = obj["minor_balances"]
+        if not isinstance(raw, dict) or set(raw) != set(assets):
+            raise f.malformed(f"{where}.minor_balances: expected exactly the snapshot's assets")
+        minor = tuple(f.parse_minor_amount(raw[a], f"{where}.minor_balances.{a}") for a in assets)
     return CustodyEntry(
         key_id=key_id,
         scheme=scheme,
         public_key=f.parse_hex(obj["public_key"], lengths[scheme], f"{where}.public_key"),
         address=address,
-        balances=f.parse_amount_map(obj["balances"], assets, f"{where}.balances"),
+        balances=balances,
+        minor_balances=minor,
         signature=f.parse_hex(obj["signature"], 64, f"{where}.signature"),
     )
 
@@ -247,15 +286,17 @@ def challenge_preimage(
     leaf_count: int,
     assets: Sequence[str],
     liabilities: Sequence[int],
+    version: int = enc.FORMAT_VERSION,
 ) -> bytes:
     """The bytes whose SHA-256 is the challenge (``docs/por-format.md``, "Challenge").
 
-    ``TAG_CHALLENGE || lp16(snapshot_id) || lp16(cutoff) || root_hash || u64 leaf_count
+    ``tag("challenge") || lp16(snapshot_id) || lp16(cutoff) || root_hash || u64 leaf_count
     || u16 k || for each asset: lp16(asset) || u64 total``. Signer nodes are given this
-    preimage, not the hash, so that they can check they attest a real snapshot.
+    preimage, not the hash, so that they can check they attest a real snapshot; they
+    accept the tag of the current version only (policy/payloads/messages.py).
     """
     parts = [
-        enc.TAG_CHALLENGE,
+        enc.tag("challenge", version),
         enc.lp16(snapshot_id.encode("ascii")),
         enc.lp16(cutoff.encode("ascii")),
         root_hash,
@@ -275,6 +316,7 @@ def compute_challenge(
     leaf_count: int,
     assets: Sequence[str],
     liabilities: Sequence[int],
+    version: int = enc.FORMAT_VERSION,
 ) -> bytes:
     """The 32-byte challenge every custody key signs: ``SHA-256(challenge_preimage(...))``."""
     return enc.sha256(
@@ -285,6 +327,7 @@ def compute_challenge(
             leaf_count=leaf_count,
             assets=assets,
             liabilities=liabilities,
+            version=version,
         )
     )
 
@@ -294,9 +337,9 @@ def canonical_json(obj: Any) -> bytes:
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
 
 
-def signing_message(unsigned: dict[str, Any]) -> bytes:
-    """The bytes the service key signs: ``TAG_SNAPSHOT || JCS(unsigned snapshot)``."""
-    return enc.TAG_SNAPSHOT + canonical_json(unsigned)
+def signing_message(unsigned: dict[str, Any], version: int = enc.FORMAT_VERSION) -> bytes:
+    """The bytes the service key signs: ``tag("snapshot") || JCS(unsigned snapshot)``."""
+    return enc.tag("snapshot", version) + canonical_json(unsigned)
 
 
 def verify_service_signature(
@@ -317,7 +360,7 @@ def verify_service_signature(
     if not control.verify_signature(
         SERVICE_SCHEME,
         snapshot.service_public_key,
-        signing_message(unsigned),
+        signing_message(unsigned, snapshot.version),
         snapshot.service_signature,
     ):
         raise PorVerificationError(

@@ -222,8 +222,14 @@ def build_tree(assets: Sequence[str], cust_hashes: U8Array, balances: U64Array) 
             break
         left, right = s[0::2], s[1::2]
         parent = left + right
-        if np.any(parent < left):
-            raise PorInputError(ReasonCode.OVERFLOW, f"a sum at level {level + 1} reaches 2^64")
+        wrapped = np.any(parent < left, axis=0)
+        if wrapped.any():
+            names = ", ".join(a for a, w in zip(assets, wrapped.tolist(), strict=True) if w)
+            raise PorInputError(
+                ReasonCode.OVERFLOW,
+                f"the {names} total reaches 2^64 at level {level + 1};"
+                " declare a larger unit for it",
+            )
         h = hash_rows(_node_preimages(h, s_be))
         s = parent
         level += 1

@@ -12,8 +12,12 @@ Two checks, mirroring the two audiences:
 * :func:`verify_customer`: the snapshot is signed and self-consistent, and the
   customer's proof recomputes its root hash and totals (``custody-por verify``);
 * :func:`audit`: the snapshot is signed and self-consistent, every custody key
-  signed the challenge, reserves add up, and reserves >= liabilities per asset
+  signed the challenge, every custody balance is its exact minor balance rounded
+  down to the declared unit, reserves add up, and reserves >= liabilities per asset
   (``custody-por audit``).
+
+Files of every version in :data:`proofs.encoding.SUPPORTED_VERSIONS` are read
+(version 1 declares no units: exponent 0 for every asset).
 
 Each failure raises a :class:`~proofs.errors.PorError` whose stable code names the
 first failing step of the algorithm in ``docs/por-format.md``.
@@ -26,7 +30,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from proofs import control
+from proofs import control, units
 from proofs.errors import PorFormatError, PorVerificationError, ReasonCode
 from proofs.inclusion import InclusionProof, verify_inclusion
 from proofs.snapshot import Snapshot, compute_challenge, verify_service_signature
@@ -69,9 +73,14 @@ def load_json(path: str) -> Any:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class CustomerReport:
+    """What a customer's check established; ``balances`` are PoR units of
+    ``10^unit_exponents[asset]`` minor units."""
+
     snapshot_id: str
+    version: int
     customer_id: str
     balances: dict[str, int]
+    unit_exponents: dict[str, int]
     root_hash: str
     service_key_pinned: bool
 
@@ -80,8 +89,10 @@ class CustomerReport:
             "ok": True,
             "check": "verify",
             "snapshot_id": self.snapshot_id,
+            "version": self.version,
             "customer_id": self.customer_id,
             "balances": {a: str(v) for a, v in self.balances.items()},
+            "unit_exponents": dict(self.unit_exponents),
             "root_hash": self.root_hash,
             "service_key_pinned": self.service_key_pinned,
         }
@@ -89,7 +100,10 @@ class CustomerReport:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class AssetSolvency:
+    """One asset's totals in PoR units of ``10^unit_exponent`` minor units."""
+
     asset: str
+    unit_exponent: int
     liabilities: int
     reserves: int
 
@@ -101,6 +115,7 @@ class AssetSolvency:
 @dataclass(frozen=True, slots=True, kw_only=True)
 class AuditReport:
     snapshot_id: str
+    version: int
     cutoff: str
     leaf_count: int
     custody_keys: int
@@ -112,11 +127,13 @@ class AuditReport:
             "ok": True,
             "check": "audit",
             "snapshot_id": self.snapshot_id,
+            "version": self.version,
             "cutoff": self.cutoff,
             "leaf_count": self.leaf_count,
             "custody_keys": self.custody_keys,
             "assets": {
                 a.asset: {
+                    "unit_exponent": a.unit_exponent,
                     "liabilities": str(a.liabilities),
                     "reserves": str(a.reserves),
                     "surplus": str(a.surplus),
@@ -137,6 +154,7 @@ def check_snapshot(raw: Any, trusted_service_key: bytes | None = None) -> Snapsh
         leaf_count=snapshot.leaf_count,
         assets=snapshot.assets,
         liabilities=snapshot.liabilities,
+        version=snapshot.version,
     )
     if challenge != snapshot.challenge:
         raise PorVerificationError(
@@ -153,35 +171,46 @@ def verify_customer(
     trusted_service_key: bytes | None = None,
     customer_id: str | None = None,
     expected_balances: Mapping[str, int] | None = None,
+    expected_minor_balances: Mapping[str, int] | None = None,
 ) -> CustomerReport:
-    """A customer's check: snapshot valid, own leaf included, balances as expected."""
+    """A customer's check: snapshot valid, own leaf included, balances as expected.
+
+    ``expected_balances`` are in the proof's PoR units; ``expected_minor_balances`` are
+    the customer's own statement in minor units (e.g. wei), which the proof must show
+    rounded **up** to the declared unit, ``ceil(amount / 10^e)`` (step V7).
+    """
     snapshot = check_snapshot(raw_snapshot, trusted_service_key)
     proof = InclusionProof.from_json(raw_proof)
-    verify_inclusion(
-        proof,
-        snapshot_id=snapshot.snapshot_id,
-        root_hash=snapshot.root_hash,
-        assets=snapshot.assets,
-        leaf_count=snapshot.leaf_count,
-        liabilities=snapshot.liabilities,
-    )
+    verify_inclusion(proof, snapshot)
     if customer_id is not None and proof.customer_id != customer_id:
         raise PorVerificationError(
             ReasonCode.CUSTOMER_MISMATCH, f"proof is for customer {proof.customer_id!r}"
         )
     balances = dict(zip(proof.assets, proof.balances, strict=True))
-    for asset, amount in (expected_balances or {}).items():
+    exponents = dict(zip(proof.assets, proof.unit_exponents, strict=True))
+    checks = [(asset, amount, "") for asset, amount in (expected_balances or {}).items()]
+    for asset, minor in (expected_minor_balances or {}).items():
+        if asset not in exponents:
+            raise PorVerificationError(ReasonCode.UNKNOWN_ASSET, f"asset {asset!r} not in snapshot")
+        if minor < 0:
+            raise PorVerificationError(ReasonCode.BALANCE_MISMATCH, f"{asset}: negative amount")
+        e = exponents[asset]
+        note = f" ({minor} minor units rounded up to units of {units.describe(e)})"
+        checks.append((asset, units.liability_units(minor, e), note))
+    for asset, want, note in checks:  # V7
         if asset not in balances:
             raise PorVerificationError(ReasonCode.UNKNOWN_ASSET, f"asset {asset!r} not in snapshot")
-        if balances[asset] != amount:
+        if balances[asset] != want:
             raise PorVerificationError(
                 ReasonCode.BALANCE_MISMATCH,
-                f"{asset}: proof says {balances[asset]}, expected {amount}",
+                f"{asset}: proof says {balances[asset]}, expected {want}{note}",
             )
     return CustomerReport(
         snapshot_id=snapshot.snapshot_id,
+        version=snapshot.version,
         customer_id=proof.customer_id,
         balances=balances,
+        unit_exponents=exponents,
         root_hash=snapshot.root_hash.hex(),
         service_key_pinned=trusted_service_key is not None,
     )
@@ -210,6 +239,15 @@ def audit(
                 ReasonCode.BAD_CONTROL_SIGNATURE,
                 f"custody key {entry.key_id!r} did not sign this snapshot's challenge",
             )
+    for entry in snapshot.custody:  # A3: custody balances round down
+        for i, asset in enumerate(snapshot.assets):
+            e = snapshot.unit_exponents[i]
+            if entry.balances[i] != units.reserve_units(entry.minor_balances[i], e):
+                raise PorVerificationError(
+                    ReasonCode.UNIT_ROUNDING,
+                    f"custody key {entry.key_id!r} {asset}: {entry.balances[i]} is not"
+                    f" {entry.minor_balances[i]} rounded down to units of {units.describe(e)}",
+                )
     totals = [sum(c.balances[i] for c in snapshot.custody) for i in range(len(snapshot.assets))]
     if tuple(totals) != snapshot.reserves:
         raise PorVerificationError(
@@ -222,7 +260,10 @@ def audit(
             raise PorVerificationError(ReasonCode.UNKNOWN_ASSET, f"asset {asset!r} not in snapshot")
         i = snapshot.assets.index(asset)
         row = AssetSolvency(
-            asset=asset, liabilities=snapshot.liabilities[i], reserves=snapshot.reserves[i]
+            asset=asset,
+            unit_exponent=snapshot.unit_exponents[i],
+            liabilities=snapshot.liabilities[i],
+            reserves=snapshot.reserves[i],
         )
         if row.surplus < 0:
             raise PorVerificationError(
@@ -232,6 +273,7 @@ def audit(
         rows.append(row)
     return AuditReport(
         snapshot_id=snapshot.snapshot_id,
+        version=snapshot.version,
         cutoff=snapshot.cutoff,
         leaf_count=snapshot.leaf_count,
         custody_keys=len(snapshot.custody),

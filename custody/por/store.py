@@ -298,9 +298,11 @@ class SnapshotStore(TransactionalStore):
                 return published, None
             path = self._path(s, published.snapshot_id, int(cust.leaf_index), snapshot)
             proof = InclusionProof(
+                version=snapshot.version,
                 snapshot_id=snapshot.snapshot_id,
                 root_hash=snapshot.root_hash,
                 assets=snapshot.assets,
+                unit_exponents=snapshot.unit_exponents,
                 leaf_count=snapshot.leaf_count,
                 customer_id=customer_id,
                 salt=bytes(cust.salt),
@@ -309,14 +311,7 @@ class SnapshotStore(TransactionalStore):
                 path=path,
             )
         try:
-            verify_inclusion(
-                proof,
-                snapshot_id=snapshot.snapshot_id,
-                root_hash=snapshot.root_hash,
-                assets=snapshot.assets,
-                leaf_count=snapshot.leaf_count,
-                liabilities=snapshot.liabilities,
-            )
+            verify_inclusion(proof, snapshot)
         except PorError as exc:
             raise StoreCorruptError(f"{snapshot.snapshot_id}: {exc.code.value}") from None
         return published, proof

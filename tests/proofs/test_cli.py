@@ -140,8 +140,8 @@ def test_audit(dry_run: tuple[Path, str], capsys: pytest.CaptureFixture[str]) ->
     )
     report = _last_json(capsys)
     assert report["assets"] == {
-        "BTC": {"liabilities": "10", "reserves": "10", "surplus": "0"},
-        "ETH": {"liabilities": "8", "reserves": "8", "surplus": "0"},
+        "BTC": {"unit_exponent": 0, "liabilities": "10", "reserves": "10", "surplus": "0"},
+        "ETH": {"unit_exponent": 0, "liabilities": "8", "reserves": "8", "surplus": "0"},
     }
     assert main(["audit", "--snapshot", str(out / "snapshot.json"), "--assets", "BTC,ETH"]) == 0
     assert (

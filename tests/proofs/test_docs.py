@@ -54,8 +54,9 @@ def test_worked_example_files_verify_and_validate() -> None:
 
 
 def test_documented_tags_match_code() -> None:
-    for name in ("customer", "leaf", "node", "pad", "challenge", "snapshot"):
+    for name in enc.TAG_NAMES:
         assert f"| `{name}` | `{enc.tag(name).hex()}` |" in FORMAT
+    assert f'`tag("leaf")` = `{enc.tag("leaf", 1).hex()}`' in FORMAT  # section 12
 
 
 def test_every_reason_code_is_documented() -> None:
@@ -70,10 +71,23 @@ def test_built_files_validate_against_schemas() -> None:
         _validate(roundtrip(built.proof(row).to_json()), PROOF_SCHEMA)
 
 
+def test_version_1_vectors_validate_against_schemas() -> None:
+    vectors = Path(__file__).resolve().parent / "vectors"
+    _validate(json.loads((vectors / "v1-snapshot.json").read_text()), SNAPSHOT_SCHEMA)
+    for line in (vectors / "v1-proofs.jsonl").read_text().splitlines():
+        _validate(json.loads(line), PROOF_SCHEMA)
+
+
 @pytest.mark.parametrize(
     ("path", "value"),
     [
-        (("version",), 2),
+        (("version",), 3),
+        (("version",), 1),  # a version 2 file relabelled: unit_exponents is unknown in v1
+        (("unit_exponents", "BTC"), 78),
+        (("unit_exponents", "BTC"), "0"),
+        (("unit_exponents", "BTC"), -1),
+        (("custody", 0, "minor_balances", "BTC"), "1" + "0" * 78),
+        (("custody", 0, "minor_balances"), ["1"]),
         (("root_hash",), "AB" * 32),
         (("liabilities", "BTC"), "-1"),
         (("liabilities", "BTC"), "01"),

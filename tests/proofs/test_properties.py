@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -16,6 +17,21 @@ from proofs.tree import build_tree, customer_hashes
 from tests.proofs.helpers import build, roundtrip
 
 U64 = 2**64
+
+
+@dataclass(frozen=True, kw_only=True)
+class Published:
+    """The published values a proof is checked against (``proofs.inclusion.PublishedTree``)."""
+
+    version: int
+    snapshot_id: str
+    root_hash: bytes
+    assets: tuple[str, ...]
+    unit_exponents: tuple[int, ...]
+    leaf_count: int
+    liabilities: tuple[int, ...]
+
+
 balance = st.one_of(st.sampled_from([0, 1, U64 - 1]), st.integers(0, U64 - 1), st.integers(0, 1000))
 SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -46,6 +62,7 @@ def _proofs(ids: list[str], rows: list[list[int]], k: int, salts: bytes):
                 snapshot_id="s",
                 root_hash=tree.root_hash,
                 assets=assets,
+                unit_exponents=(0,) * k,
                 leaf_count=len(ids),
                 customer_id=cid,
                 salt=salts[32 * r : 32 * r + 32],
@@ -75,15 +92,17 @@ def test_every_proof_verifies_and_sums_are_exact(table: Any, seed: bytes) -> Non
     # Leaf order is ascending leaf hash (docs/por-format.md, "Tree").
     in_tree_order = [h for _, h in sorted(zip(positions, leaf_hashes, strict=True))]
     assert in_tree_order == sorted(leaf_hashes)
+    published = Published(
+        version=enc.FORMAT_VERSION,
+        snapshot_id="s",
+        root_hash=tree.root_hash,
+        assets=proofs[0].assets,
+        unit_exponents=(0,) * k,
+        leaf_count=len(ids),
+        liabilities=totals,
+    )
     for p in proofs:
-        verify_inclusion(
-            p,
-            snapshot_id="s",
-            root_hash=tree.root_hash,
-            assets=p.assets,
-            leaf_count=len(ids),
-            liabilities=totals,
-        )
+        verify_inclusion(p, published)
         assert InclusionProof.from_binary(p.to_binary()) == p
         assert InclusionProof.from_json(roundtrip(p.to_json())) == p
 

@@ -37,7 +37,7 @@ def _csv_error(tmp_path: Path, body: str) -> PorInputError:
         (HEADER + "a,BTC,007\n", 2, ReasonCode.MALFORMED, "leading zeros"),
         (HEADER + "a,BTC, 7\n", 2, ReasonCode.MALFORMED, "not a decimal integer"),
         (HEADER + "a,BTC,\n", 2, ReasonCode.MALFORMED, "not a decimal integer"),
-        (HEADER + "a,BTC,-1\n", 2, ReasonCode.BALANCE_RANGE, "not in [0, 2^64)"),
+        (HEADER + "a,BTC,-1\n", 2, ReasonCode.BALANCE_RANGE, "not in [0, 2^256)"),
         (HEADER + "a,BTC,18446744073709551616\n", 2, ReasonCode.BALANCE_RANGE, "2^64"),
         (HEADER + "a,BTC,1\nb,ETH,2\na,BTC,3\n", 4, ReasonCode.DUPLICATE_CUSTOMER, "repeated"),
         (HEADER + 'a,BTC,1\n"b\nc,ETH,2\n', 4, ReasonCode.MALFORMED, "unexpected end of data"),

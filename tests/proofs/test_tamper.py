@@ -355,7 +355,7 @@ def test_insolvent_asset_and_asset_selection() -> None:
 
 def test_unknown_version_and_fields() -> None:
     p = proof()
-    p["version"] = 2
+    p["version"] = 3
     expect_code(ReasonCode.UNSUPPORTED_VERSION, lambda: check(snap(), p))
     p = proof()
     p["note"] = "trust me"

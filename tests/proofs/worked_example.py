@@ -13,11 +13,18 @@ from proofs import encoding as enc
 from proofs.build import BuiltSnapshot, Liabilities, ServiceSigner, build_snapshot, software_signer
 from tests.proofs.helpers import det_bytes
 
+GWEI = 10**9
+UNITS = {"BTC": 0, "ETH": 9}  # BTC in satoshi, ETH in gwei
+# Ledger amounts in minor units (satoshi, wei). Alice's ETH is an exact multiple of a
+# gwei, Bob's single wei rounds up to 1 gwei, Carol's amount (above 2^64 wei) rounds up
+# so that the ETH total is exactly 2^64 - 1 gwei, the largest allowed.
 ROWS = {
-    "alice": {"BTC": 150_000_000, "ETH": 2_000_000_000},
-    "bob": {"BTC": 5, "ETH": 0},
-    "carol": {"BTC": 0, "ETH": 18_446_744_073_709_551_615 - 2_000_000_000},
+    "alice": {"BTC": 150_000_000, "ETH": 2 * 10**18},
+    "bob": {"BTC": 5, "ETH": 1},
+    "carol": {"BTC": 0, "ETH": (2**64 - 1 - 2 * GWEI - 1) * GWEI - (GWEI - 1)},
 }
+# Custody: the ETH key holds (2^64 - 1) gwei and 999999999 wei, listed rounded down.
+ETH_HELD = (2**64 - 1) * GWEI + GWEI - 1
 SERVICE_SEED = bytes.fromhex("9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60")
 ECDSA_SECRET = bytes.fromhex("0000000000000000000000000000000000000000000000000000000000000001")
 ED25519_SEED = bytes.fromhex("4ccd089b28ff96da9db6c346ec114e0f5b8a319f35aba624da8cf6ed4fb8a6fb")
@@ -25,7 +32,7 @@ ED25519_SEED = bytes.fromhex("4ccd089b28ff96da9db6c346ec114e0f5b8a319f35aba624da
 
 def built() -> BuiltSnapshot:
     return build_snapshot(
-        Liabilities.from_mapping(ROWS),
+        Liabilities.from_mapping(ROWS, UNITS),
         snapshot_id="por-example-2024-06-30",
         cutoff="2024-06-30T00:00:00Z",
         created_at="2024-06-30T00:10:00Z",
@@ -42,7 +49,7 @@ def built() -> BuiltSnapshot:
                 "eth-hot-1",
                 "eddsa-ed25519",
                 ED25519_SEED,
-                {"ETH": 18_446_744_073_709_551_615},
+                {"ETH": ETH_HELD},
             ),
         ],
         random_bytes=det_bytes("por-format-example"),
@@ -53,13 +60,25 @@ def render() -> str:
     b = built()
     t = b.tree
     ids = b.liabilities.customer_ids
-    lines = ['Inputs (salts are `SHA-256("por-format-example/" || i)` for i = 0, 1, 2):', ""]
-    lines.append("| customer_id | salt | BTC | ETH |")
-    lines.append("|---|---|---|---|")
+    lines = [
+        "Units: `BTC` exponent 0 (satoshi), `ETH` exponent 9 (gwei = 10^9 wei).",
+        "",
+        'Inputs (salts are `SHA-256("por-format-example/" || i)` for i = 0, 1, 2); ledger'
+        " amounts in minor units, and in PoR units rounded up:",
+        "",
+    ]
+    lines.append("| customer_id | salt | BTC (sat) | ETH (wei) | ETH (gwei, rounded up) |")
+    lines.append("|---|---|---|---|---|")
     for r, cid in enumerate(ids):
         salt = b.salts[32 * r : 32 * r + 32].hex()
         bal = b.liabilities.balances[r]
-        lines.append(f"| `{cid}` | `{salt}` | {int(bal[0])} | {int(bal[1])} |")
+        wei = ROWS[cid]["ETH"]
+        lines.append(f"| `{cid}` | `{salt}` | {int(bal[0])} | {wei} | {int(bal[1])} |")
+    lines += [
+        "",
+        f"Custody: `btc-cold-1` holds 200000000 sat; `eth-hot-1` holds {ETH_HELD} wei,"
+        f" listed as {ETH_HELD // GWEI} gwei (rounded down).",
+    ]
     lines += ["", "Customer hashes, leaf hashes, and leaf positions (ascending leaf hash):", ""]
     lines.append("| customer_id | customer_hash | leaf_hash | leaf_index |")
     lines.append("|---|---|---|---|")
