@@ -127,6 +127,37 @@ def authorize(
     )
 
 
+def check_reportable(
+    state: ChainState,
+    *,
+    request: SigningRequest,
+    initiator_signature: InitiatorSignature,
+    key_tenant: str,
+    now: int,
+) -> Refusal | None:
+    """May this node report for ``request`` (and so take its tenant's lease,
+    :mod:`policy.exchange`)? Checks 2 to 4 of :func:`authorize`: only a genuine, fresh
+    request of a registered initiator, for a key of its tenant, can hold a lease; the full
+    decision is taken when the node is asked for its share."""
+    doc = state.policy.document
+    initiator = doc.initiators.get(request.initiator)
+    if initiator is None:
+        return Refusal(ReasonCode.INITIATOR_UNKNOWN, request.initiator)
+    if initiator.tenant != request.tenant:
+        return Refusal(ReasonCode.INITIATOR_TENANT_MISMATCH, request.initiator)
+    if initiator_signature.initiator != request.initiator or not initiator_signature.verify(
+        state.policy.initiator_verifiers[request.initiator], request_digest(request)
+    ):
+        return Refusal(ReasonCode.INITIATOR_SIGNATURE_INVALID, request.initiator)
+    if key_tenant != request.tenant:
+        return Refusal(ReasonCode.KEY_TENANT_MISMATCH, request.key_id)
+    if request.created_at > now + doc.limits.clock_skew_seconds:
+        return Refusal(ReasonCode.REQUEST_FROM_FUTURE, str(request.created_at))
+    if now - request.created_at > doc.limits.request_max_age_seconds:
+        return Refusal(ReasonCode.REQUEST_EXPIRED, str(request.created_at))
+    return None
+
+
 def authorize_with_peers(
     state: ChainState,
     *,
@@ -149,6 +180,18 @@ def authorize_with_peers(
     Sound under assumption (A) of :mod:`policy.exchange` (``2t - n > f``)."""
     if node_id not in signing_set:
         return Refusal(ReasonCode.HISTORY_REPORT_INVALID, "this node is not in the signing set")
+    if policy_version_id != state.version_id:
+        return Refusal(ReasonCode.POLICY_VERSION_MISMATCH, f"active is {state.number}")
+    # Who asks comes before what the peers say (the same checks a report needs).
+    refusal = check_reportable(
+        state,
+        request=request,
+        initiator_signature=initiator_signature,
+        key_tenant=key_tenant,
+        now=now,
+    )
+    if refusal is not None:
+        return refusal
     lookback_after = now - state.policy.document.max_velocity_window
     merged = reconcile(
         node_id=node_id,

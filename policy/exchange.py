@@ -21,6 +21,24 @@ Protocol, per signing request, before any node contributes:
    evidence), and evaluates velocity over the union of its own entries, the reports and
    the coordinator's account.
 
+Leases (docs/policy-format.md section 8, "Reports go stale"). A report describes the
+reporter's log at one instant but is used later, when the other members sign. A
+coordinator that asks for the reports of ``r`` early, then spends through other signing
+sets, then presents the early reports could otherwise split a budget (with ``n = 3,
+t = 2``: node 1 spends with node 2, node 3 spends with node 2, and nodes 1 and 3 each see
+only their own half). So a report is given under a per-tenant *lease*: before it answers,
+the reporter durably records that it holds its tenant's lease for ``r`` (for at most
+:data:`LEASE_SECONDS`); while the lease is held it gives no report for, and signs no,
+other request of that tenant; it contributes to ``r`` only while holding the lease (in the
+transaction that records ``r``, which releases it). A lease that runs out is lost for
+good: the node never contributes to ``r`` afterwards (its old report may be in use), so
+the request must be submitted again. With the leases, each honest node's decisions for a
+tenant occupy disjoint intervals ``[report, share]``, and a share needs every member's
+report first; a cycle of requests each unseen by the next would need
+``share_c(r) < report_c(x) < share_a(x) < report_a(y) < share_b(y) < report_b(r) <
+share_c(r)``, so the requests of a tenant are linearizable and each decision counts every
+request before it (tests/policy/test_leases.py).
+
 Why this is sound under (A): a signature needs all ``t`` members of its set, so each past
 signature was recorded by every honest member of its set ``S'``. By (A) some honest
 ``h`` is in ``S ∩ S'``; ``h``'s report (or ``h``'s own log, if ``h`` is the evaluating
@@ -42,6 +60,11 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from policy._codec import ed25519_ok, tag, u64
 from policy.errors import ReasonCode
 from policy.history import History, HistoryEntry, NodeHistory, chain_step
+
+# How long a report's lease lasts: the honest coordinator collects the shares within
+# milliseconds of the reports; this bounds how long an abandoned request blocks its
+# tenant at a node.
+LEASE_SECONDS = 30
 
 
 def head_message(

@@ -123,6 +123,8 @@ class _Attempts:
     excluded: set[int] = field(default_factory=set)
     culprits: set[int] = field(default_factory=set)
     last_error: tuple[str, str] = ("UNAVAILABLE", "fewer than t signer nodes are reachable")
+    # Nodes asked for a history report: each may hold the tenant's lease for the request.
+    leased: set[int] = field(default_factory=set)
 
     def candidates(self, config: ClusterConfig) -> list[int]:
         return [n.node_id for n in config.nodes if n.node_id not in self.excluded]
@@ -153,6 +155,7 @@ class Coordinator:
         )
         self.background = ThreadPoolExecutor(max_workers=4, thread_name_prefix="coord-bg")
         self._request_locks: dict[tuple[str, str], threading.Lock] = defaultdict(threading.Lock)
+        self._tenant_locks: dict[str, threading.Lock] = defaultdict(threading.Lock)
         self._locks_guard = threading.Lock()
         self._packages: dict[tuple[str, bytes, str], PublicKeyPackage] = {}
         self._stopping = threading.Event()
@@ -418,6 +421,10 @@ class Coordinator:
 
     # -- signing ----------------------------------------------------------------
 
+    def _tenant_lock(self, tenant: str) -> threading.Lock:
+        with self._locks_guard:
+            return self._tenant_locks[tenant]
+
     def _lock_for(self, tenant: str, request_id: str) -> threading.Lock:
         with self._locks_guard:
             return self._request_locks[(tenant, request_id)]
@@ -673,7 +680,11 @@ class Coordinator:
             {
                 i: functools.partial(
                     self.clients.stub(i).GetHistoryReport,
-                    node_pb2.GetHistoryReportRequest(request_digest=digest),
+                    node_pb2.GetHistoryReportRequest(
+                        request_digest=digest,
+                        request=proto_request,
+                        initiator_signature=row.initiator_signature,
+                    ),
                     timeout=RPC_TIMEOUT,
                 )
                 for i in signers
@@ -754,7 +765,11 @@ class Coordinator:
         started = time.perf_counter()
         with structlog.contextvars.bound_contextvars(request_id=row.request_id, key_id=key.key_id):
             sign = self._sign_ecdsa if key.scheme == ECDSA else self._sign_frost
-            done = sign(row, key)
+            # Nodes report and sign for one request of a tenant at a time (the tenant's
+            # lease, policy/exchange.py): the tenant's signings take turns here instead of
+            # meeting HISTORY_LEASE_BUSY at the nodes.
+            with self._tenant_lock(row.tenant):
+                done = sign(row, key)
         metrics.SIGNATURES.labels(key.scheme, done.state).inc()
         metrics.SIGNING_LATENCY.labels(key.scheme).observe(time.perf_counter() - started)
         return done
@@ -801,7 +816,29 @@ class Coordinator:
                 state.culprits.add(i)
         return shares
 
+    def _release_leases(self, row: SignatureRequestRow, nodes: Iterable[int]) -> None:
+        """Hand back the tenant's lease at nodes that reported for this request but will
+        not sign it (policy/exchange.py, "Leases"), so the tenant's next request does not
+        wait for the leases to run out. Best effort: a node that is down lets it lapse."""
+        digest = row.request_digest
+        calls: dict[int, Callable[[], Any]] = {
+            i: functools.partial(
+                self.clients.stub(i).ReleaseLease,
+                node_pb2.ReleaseLeaseRequest(
+                    request_id=f"{row.tenant}:{row.request_id}", request_digest=digest
+                ),
+                timeout=RPC_TIMEOUT,
+            )
+            for i in sorted(nodes)
+        }
+        if calls:
+            try:
+                self._fan_out(calls)
+            except NodeCallFailed as exc:
+                log.warning("lease_release_failed", node_id=exc.node_id)
+
     def _give_up(self, row: SignatureRequestRow, state: _Attempts) -> SignatureRequestRow:
+        self._release_leases(row, state.leased)
         return self.store.finish_request(
             row.tenant,
             row.request_id,
@@ -821,6 +858,7 @@ class Coordinator:
         **result: object,
     ) -> SignatureRequestRow:
         log.info("signature_created", request_id=row.request_id, key_id=row.key_id, signers=signers)
+        self._release_leases(row, state.leased - set(signers))
         self._record_signed(req)
         return self.store.finish_request(
             row.tenant,
@@ -882,6 +920,7 @@ class Coordinator:
             presignature_id, signers, public_bytes = reserved
             public = PresignaturePublic.from_bytes(public_bytes)
             try:
+                st.leased.update(signers)
                 auths, req = self._authorizations(row, signers)
             except NodeCallFailed as exc:
                 st.node_unreachable(exc)
@@ -960,6 +999,7 @@ class Coordinator:
                     continue
             signers = sorted(chosen)
             try:
+                st.leased.update(signers)
                 auths, req = self._authorizations(row, signers)
             except NodeCallFailed as exc:
                 st.node_unreachable(exc)

@@ -13,15 +13,15 @@ and :class:`policy.payloads.PayloadCode`.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 import grpc
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from custody._pb.custody.governance.v1 import governance_pb2 as gpb
 from custody._pb.custody.node.v1 import node_pb2
-from policy.authorize import Authorization, Refusal, authorize_with_peers
+from policy.authorize import Authorization, Refusal, authorize_with_peers, check_reportable
 from policy.exchange import HistoryHead, HistoryReport
 from policy.history import HistoryEntry, NodeHistory
 from policy.payloads import Interpretation, PayloadError, interpret_request
@@ -34,7 +34,7 @@ from policy.request import (
 )
 from signer_nodes.grpc_errors import ServiceError
 from signer_nodes.mpc.bip32 import InvalidPathError, parse_path
-from signer_nodes.node.policy_state import PolicyState
+from signer_nodes.node.policy_state import PolicyState, PolicyStateError
 
 INVALID = grpc.StatusCode.INVALID_ARGUMENT
 DENIED = grpc.StatusCode.PERMISSION_DENIED
@@ -173,7 +173,63 @@ def report_to_proto(r: HistoryReport) -> node_pb2.HistoryReport:
     )
 
 
-# -- the gate --------------------------------------------------------------------------
+# -- the gates -------------------------------------------------------------------------
+
+
+def report_for(
+    *,
+    policy: PolicyState,
+    identity_key: Ed25519PrivateKey,
+    node_id: int,
+    message: node_pb2.GetHistoryReportRequest,
+    key_tenant: Callable[[str], str | None],
+    now: int,
+) -> HistoryReport:
+    """Check a report request (:func:`policy.authorize.check_reportable`), take the
+    tenant's lease for it and give the signed report (``policy.exchange``, "Leases").
+    Raises ServiceError: INVALID_ARGUMENT when malformed, PERMISSION_DENIED with the
+    refusal's reason code, FAILED_PRECONDITION ``REQUEST_ID_REUSED`` /
+    ``HISTORY_LEASE_LOST``, UNAVAILABLE ``HISTORY_LEASE_BUSY`` (retry later or elsewhere)."""
+    if not message.HasField("request"):
+        raise ServiceError(
+            INVALID, "AUTHORIZATION_MISSING", "a report is given for a signed request"
+        )
+    request = request_from_proto(message.request)
+    if message.request_digest and message.request_digest != request.digest():
+        raise ServiceError(INVALID, "INVALID_DIGEST", "the digest is not the request's")
+    try:
+        initiator_signature = InitiatorSignature(
+            initiator=request.initiator, signature=message.initiator_signature
+        )
+    except ValueError as exc:
+        raise _bad("initiator signature", exc) from None
+    tenant = key_tenant(request.key_id)
+    if tenant is None:
+        raise ServiceError(grpc.StatusCode.NOT_FOUND, "UNKNOWN_KEY", "no share for this key")
+    refusal = check_reportable(
+        policy.active(),
+        request=request,
+        initiator_signature=initiator_signature,
+        key_tenant=tenant,
+        now=now,
+    )
+    if refusal is not None:
+        raise ServiceError(DENIED, refusal.code.value, refusal.detail or refusal.code.value)
+    try:
+        return policy.report(identity_key, node_id, request, now)
+    except PolicyStateError as exc:
+        raise lease_error(exc) from None
+
+
+def lease_error(exc: PolicyStateError) -> ServiceError:
+    """A refused lease or history record as the wire error (``HISTORY_LEASE_BUSY`` is
+    transient: UNAVAILABLE, so a coordinator retries or uses other signers)."""
+    status = (
+        grpc.StatusCode.UNAVAILABLE
+        if exc.code == "HISTORY_LEASE_BUSY"
+        else grpc.StatusCode.FAILED_PRECONDITION
+    )
+    return ServiceError(status, exc.code, str(exc))
 
 
 @dataclass(frozen=True, slots=True)

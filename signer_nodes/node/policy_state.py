@@ -19,7 +19,17 @@ read back.
 
 Tables live in the node's database (same URL as :class:`signer_nodes.node.store.NodeStore`)
 under their own metadata: ``policy_versions``, ``policy_history``, ``policy_history_head``,
-``policy_peer_heads``.
+``policy_peer_heads``, ``policy_reservations``.
+
+Leases (``policy.exchange``, "Leases"): before the node gives a history report for a
+request it takes its tenant's lease for that request, in a committed transaction; it
+records (and so contributes to) a request of a tenant only while it holds that tenant's
+lease for it, in the recording transaction, which releases the lease. A lease that ran out
+is lost for good for its request (``HISTORY_LEASE_LOST``); another request of the tenant
+waits (``HISTORY_LEASE_BUSY``) until the lease is released or runs out. Lease rows are
+pruned once their request has expired under the active policy (nobody honest signs it
+then). The caller serialises :meth:`PolicyState.report` and the decisions it records
+(one lock per node process).
 """
 
 from __future__ import annotations
@@ -31,7 +41,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from sqlalchemy import BigInteger, DateTime, Integer, LargeBinary, String, select
+from sqlalchemy import BigInteger, DateTime, Integer, LargeBinary, String, delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
@@ -39,7 +49,7 @@ from custody.governance.bundle import BundleError, decode_bundle
 from policy._codec import ZERO_HASH
 from policy.authorize import Authorization
 from policy.errors import GovernanceError
-from policy.exchange import HistoryHead, HistoryReport, make_report
+from policy.exchange import LEASE_SECONDS, HistoryHead, HistoryReport, make_report
 from policy.governance import (
     ChainState,
     PolicyVersion,
@@ -49,6 +59,7 @@ from policy.governance import (
     verify_signatures,
 )
 from policy.history import History, HistoryEntry, NodeHistory, chain_step
+from policy.request import SigningRequest, request_digest
 from signer_nodes.db import TransactionalStore, utcnow
 
 GENESIS_BUNDLE_FILE = "policy-genesis.bundle"
@@ -117,6 +128,19 @@ class PeerHeadRow(PolicyBase):
     anchor_hash: Mapped[bytes] = mapped_column(LargeBinary)
     request_digest: Mapped[bytes] = mapped_column(LargeBinary)
     signature: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class LeaseRow(PolicyBase):
+    """A lease this node gave for a request (module docstring). ``state``: ``held`` until
+    ``expires_at`` (then lost), ``released`` once the request is recorded."""
+
+    __tablename__ = "policy_leases"
+    request_id: Mapped[str] = mapped_column(String(160), primary_key=True)
+    request_digest: Mapped[bytes] = mapped_column(LargeBinary)
+    tenant: Mapped[str] = mapped_column(String(128), index=True)
+    state: Mapped[str] = mapped_column(String(16))
+    expires_at: Mapped[int] = mapped_column(BigInteger)
+    created_at: Mapped[int] = mapped_column(BigInteger, index=True)  # the request's
 
 
 @dataclass(frozen=True, slots=True)
@@ -381,9 +405,15 @@ class PolicyState(TransactionalStore):
                 row.request_digest, row.signature = h.request_digest, h.signature
         session.flush()
 
-    def record_authorization(self, session: Session, authorization: Authorization) -> bytes:
+    def record_authorization(
+        self, session: Session, authorization: Authorization, now: int
+    ) -> bytes:
         """:meth:`record` the authorized entry and :meth:`remember_heads` of the peers, in
-        the caller's transaction (the one that consumes the nonce/presignature)."""
+        the caller's transaction (the one that consumes the nonce/presignature), if this
+        node holds the tenant's lease for the request (or recorded it before: a retry);
+        the lease is released. Raises ``HISTORY_LEASE_MISSING`` / ``HISTORY_LEASE_LOST``
+        (and the caller's transaction must roll back)."""
+        self._take_up_lease(session, authorization.entry, now)
         head = self.record(session, authorization.entry)
         if authorization.peer_heads:
             self.remember_heads(session, authorization.peer_heads)
@@ -421,10 +451,98 @@ class PolicyState(TransactionalStore):
         with self.transaction() as s:
             return {r.node_id: _head(r) for r in s.execute(select(PeerHeadRow)).scalars()}
 
+    def _take_up_lease(self, session: Session, entry: HistoryEntry, now: int) -> None:
+        logged = session.execute(
+            select(HistoryRow.request_digest).where(HistoryRow.request_id == entry.request_id)
+        ).scalar_one_or_none()
+        if logged is not None:
+            return  # a retry: record() checks the digest
+        lease = session.get(LeaseRow, entry.request_id, with_for_update=True)
+        if lease is None or lease.request_digest != entry.request_digest:
+            raise PolicyStateError(
+                "HISTORY_LEASE_MISSING", "this node gave no report for this request"
+            )
+        if lease.state != "held" or now >= lease.expires_at:
+            raise PolicyStateError(
+                "HISTORY_LEASE_LOST",
+                "this node refused this request, or its report for it ran out; submit it again",
+            )
+        lease.state = "released"
+
+    def _prune(self, session: Session, now: int) -> None:
+        limits = self._state.policy.document.limits
+        oldest = now - limits.request_max_age_seconds - limits.clock_skew_seconds
+        session.execute(delete(LeaseRow).where(LeaseRow.created_at < oldest))
+
+    def _lease(self, session: Session, request: SigningRequest, digest: bytes, now: int) -> None:
+        """Take (or keep) the tenant's lease for ``request`` (module docstring)."""
+        self._prune(session, now)
+        logged = session.execute(
+            select(HistoryRow.request_digest).where(HistoryRow.request_id == request.request_id)
+        ).scalar_one_or_none()
+        if logged is not None:
+            if logged != digest:
+                raise PolicyStateError(
+                    "REQUEST_ID_REUSED", f"request {request.request_id!r} has another digest"
+                )
+            return  # already recorded: its place in the log is fixed
+        own = session.get(LeaseRow, request.request_id, with_for_update=True)
+        if own is not None:
+            if own.request_digest != digest:
+                raise PolicyStateError(
+                    "REQUEST_ID_REUSED", f"request {request.request_id!r} has another digest"
+                )
+            if own.state != "held" or now >= own.expires_at:
+                raise PolicyStateError(
+                    "HISTORY_LEASE_LOST",
+                    "this node refused this request, or its report for it ran out; submit it again",
+                )
+            return
+        busy = session.execute(
+            select(LeaseRow.expires_at).where(
+                LeaseRow.tenant == request.tenant,
+                LeaseRow.state == "held",
+                LeaseRow.expires_at > now,
+            )
+        ).first()
+        if busy is not None:
+            raise PolicyStateError(
+                "HISTORY_LEASE_BUSY",
+                f"another request of this tenant holds the lease for {busy[0] - now} s",
+            )
+        session.add(
+            LeaseRow(
+                request_id=request.request_id,
+                request_digest=digest,
+                tenant=request.tenant,
+                state="held",
+                expires_at=now + LEASE_SECONDS,
+                created_at=request.created_at,
+            )
+        )
+
+    def forfeit(self, request_id: str, digest: bytes) -> None:
+        """The node refused ``request_id``: its held lease is lost (module docstring)."""
+        with self.transaction() as s:
+            lease = s.get(LeaseRow, request_id, with_for_update=True)
+            if lease is not None and lease.request_digest == digest and lease.state == "held":
+                lease.state = "lost"
+
     def report(
-        self, key: Ed25519PrivateKey, node_id: int, request_digest: bytes, now: int
+        self,
+        key: Ed25519PrivateKey,
+        node_id: int,
+        request: SigningRequest,
+        now: int,
     ) -> HistoryReport:
-        """This node's signed history report for one request (``policy.exchange`` step 1):
-        the suffix covering the active policy's longest velocity window."""
+        """Take the tenant's lease for ``request`` and give this node's signed history
+        report for it (``policy.exchange`` step 1 and "Leases"): the log suffix covering
+        the active policy's longest velocity window. The lease is committed before the
+        report exists. Raises ``REQUEST_ID_REUSED``, ``HISTORY_LEASE_BUSY``,
+        ``HISTORY_LEASE_LOST``. The caller checks the request first
+        (:func:`policy.authorize.check_reportable`)."""
+        digest = request_digest(request)
+        with self.transaction() as s:
+            self._lease(s, request, digest, now)
         window = self._state.policy.document.max_velocity_window
-        return make_report(key, node_id, self.log(), request_digest, now - window)
+        return make_report(key, node_id, self.log(), digest, now - window)

@@ -52,6 +52,8 @@ from signer_nodes.mpc.session import SESSION_ID_LEN, RoundBasedParty
 from signer_nodes.node.authorization import (
     Authorized,
     authorize_signing,
+    lease_error,
+    report_for,
     report_to_proto,
     request_from_proto,
 )
@@ -67,6 +69,8 @@ MAX_NONCES_PER_CALL = 256
 MAX_PRESIGNATURES_PER_KEY = 2048
 KEY_CACHE_SIZE = 256
 MAX_REPORTED = 65_536
+# Refusals after which the coordinator honestly retries the same request (lease kept).
+LEASE_KEEPING = frozenset({"POLICY_VERSION_MISMATCH"})
 DERIVED_CACHE_SIZE = 4096
 INVALID = grpc.StatusCode.INVALID_ARGUMENT
 ECDSA = "ecdsa-dkls23"
@@ -145,6 +149,11 @@ class NodeServicer(node_pb2_grpc.NodeServiceServicer):
         self.sealer = sealer
         self._sessions: dict[bytes, _Session] = {}
         self._lock = threading.Lock()
+        # Held from reading the history for a decision until the decision is recorded
+        # (or refused), and while reserving for a report: velocity decisions of this node
+        # are serial, so two concurrent requests cannot both spend the same budget, and a
+        # report never misses a signature that did not count its reservation.
+        self._decide_lock = threading.RLock()
         self._keys: OrderedDict[str, _LoadedKey] = OrderedDict()
         # request digest -> length of this node's log when it reported for that request
         self._reported: dict[bytes, int] = {}
@@ -511,10 +520,15 @@ class NodeServicer(node_pb2_grpc.NodeServiceServicer):
     ) -> node_pb2.SignShareResponse:
         try:
             key = self._loaded(request.key_id)  # one read of the key per share
-            if key.scheme == ECDSA:
-                share = self._ecdsa_share(request, key)
-            else:
-                share = self._frost_share(request, key)
+            with self._decide_lock:  # decide and record before the next decision reads
+                try:
+                    if key.scheme == ECDSA:
+                        share = self._ecdsa_share(request, key)
+                    else:
+                        share = self._frost_share(request, key)
+                except ServiceError as err:
+                    self._forfeit_lease(request, err)
+                    raise
             log.info(
                 "signature_share_released",
                 request_id=request.request_id,
@@ -559,20 +573,41 @@ class NodeServicer(node_pb2_grpc.NodeServiceServicer):
         with self._lock:
             return self._reported.get(digest)
 
+    def _forfeit_lease(self, request: node_pb2.SignShareRequest, err: ServiceError) -> None:
+        """A refused request loses this node's lease (policy/exchange.py, "Leases"): its
+        tenant is free again at once, and the node never contributes to it later. A
+        version mismatch is exempt: the coordinator pushes the version and retries."""
+        if err.code != grpc.StatusCode.PERMISSION_DENIED or err.reason in LEASE_KEEPING:
+            return
+        if not request.authorization.HasField("request"):
+            return
+        try:
+            signed = request_from_proto(request.authorization.request)
+        except ServiceError:
+            return
+        self.policy.forfeit(signed.request_id, signed.digest())
+
+    def _key_tenant(self, key_id: str) -> str | None:
+        try:
+            return self.store.load_key(key_id).tenant
+        except StoreError:
+            return None
+
     def GetHistoryReport(
         self, request: node_pb2.GetHistoryReportRequest, context: grpc.ServicerContext
     ) -> node_pb2.HistoryReport:
         try:
-            if len(request.request_digest) != 32:
-                raise ServiceError(INVALID, "INVALID_DIGEST", "a request digest is 32 bytes")
-            report = self.policy.report(
-                self.identity.private_signing_key,
-                self.node_id,
-                request.request_digest,
-                int(self.clock()),
-            )
+            with self._decide_lock:  # taking a lease is atomic w.r.t. every decision
+                report = report_for(
+                    policy=self.policy,
+                    identity_key=self.identity.private_signing_key,
+                    node_id=self.node_id,
+                    message=request,
+                    key_tenant=self._key_tenant,
+                    now=int(self.clock()),
+                )
             with self._lock:  # what the coordinator could know of this node's log
-                self._reported[bytes(request.request_digest)] = report.head.count
+                self._reported[report.head.request_digest] = report.head.count
                 while len(self._reported) > MAX_REPORTED:
                     self._reported.pop(next(iter(self._reported)))
             return report_to_proto(report)
@@ -580,6 +615,15 @@ class NodeServicer(node_pb2_grpc.NodeServiceServicer):
             abort(context, ServiceError(grpc.StatusCode.FAILED_PRECONDITION, exc.code, str(exc)))
         except ServiceError as err:
             abort(context, err)
+
+    def ReleaseLease(
+        self, request: node_pb2.ReleaseLeaseRequest, context: grpc.ServicerContext
+    ) -> node_pb2.ReleaseLeaseResponse:
+        if len(request.request_digest) != 32 or not request.request_id:
+            abort(context, ServiceError(INVALID, "INVALID_DIGEST", "a request id and digest"))
+        with self._decide_lock:
+            self.policy.forfeit(request.request_id, bytes(request.request_digest))
+        return node_pb2.ReleaseLeaseResponse()
 
     def ActivatePolicy(
         self, request: node_pb2.ActivatePolicyRequest, context: grpc.ServicerContext
@@ -615,8 +659,10 @@ class NodeServicer(node_pb2_grpc.NodeServiceServicer):
         compute_share: Callable[[bytes], bytes],
         authorized: Authorized,
     ) -> bytes:
+        now = int(self.clock())
+
         def record(session: Session) -> None:
-            self.policy.record_authorization(session, authorized.authorization)
+            self.policy.record_authorization(session, authorized.authorization, now)
 
         try:
             return self.store.sign_with_nonce(
@@ -638,6 +684,8 @@ class NodeServicer(node_pb2_grpc.NodeServiceServicer):
             raise ServiceError(grpc.StatusCode.FAILED_PRECONDITION, exc.code, str(exc)) from None
         except EncodingError as exc:
             raise ServiceError(grpc.StatusCode.DATA_LOSS, "CORRUPT_POOL_ENTRY", str(exc)) from None
+        except PolicyStateError as exc:  # no lease, or a reused request id: nothing released
+            raise lease_error(exc) from None
 
     @staticmethod
     def _request_digest(request: node_pb2.SignShareRequest, body: bytes) -> bytes:

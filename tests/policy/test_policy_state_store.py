@@ -262,8 +262,9 @@ def test_authorize_then_record_in_one_transaction(state: PolicyState) -> None:
         now=T0 + 10,
     )
     assert isinstance(result, Authorization)
+    state.report(key("node-1"), 1, r, T0 + 10)  # the lease the record needs
     with state.transaction() as s:
-        state.record_authorization(s, result)
+        state.record_authorization(s, result, T0 + 10)
     assert state.history().get(r.request_id) == result.entry
 
 
@@ -287,7 +288,7 @@ def test_report_feeds_the_peer_exchange(tmp_path: Path) -> None:
     with n2.transaction() as s:
         n2.record(s, entry(7, amount=95, ts=T0))
     r = req(amount=10, created_at=T0 + 10)
-    report = n2.report(key("node-2"), 2, r.digest(), T0 + 20)
+    report = n2.report(key("node-2"), 2, r, T0 + 20)
     common = {
         "request": r,
         "initiator_signature": isig(r),
@@ -309,8 +310,10 @@ def test_report_feeds_the_peer_exchange(tmp_path: Path) -> None:
         n1.active(), node_id=1, own_log=n1.log(), coordinator_view=[], **common
     )
     assert not isinstance(hidden, Authorization) and hidden.code == "HISTORY_HIDDEN"
+    n2.forfeit(r.request_id, r.digest())  # r was refused: the tenant's lease is free
     small = req(request_id="req-2", amount=5, created_at=T0 + 10)
-    report = n2.report(key("node-2"), 2, small.digest(), T0 + 20)
+    report = n2.report(key("node-2"), 2, small, T0 + 20)
+    n1.report(key("node-1"), 1, small, T0 + 20)
     ok = authorize_with_peers(
         n1.active(),
         node_id=1,
@@ -320,6 +323,6 @@ def test_report_feeds_the_peer_exchange(tmp_path: Path) -> None:
     )
     assert isinstance(ok, Authorization)
     with n1.transaction() as s:
-        n1.record_authorization(s, ok)
+        n1.record_authorization(s, ok, T0 + 20)
     assert n1.remembered_heads()[2] == report.head
     assert n1.log().count == 1

@@ -38,17 +38,25 @@ def authorizations(
     approvals: Iterable[Approval] = (),
     policy_version_id: bytes | None = None,
     hide_history: bool = False,
+    reports_for: tuple[SigningRequest, bytes] | None = None,
 ) -> dict[int, node_pb2.Authorization]:
     """What an honest coordinator sends each signer (engine._authorizations); with
-    ``hide_history`` the coordinator's view omits every past signature."""
+    ``hide_history`` the coordinator's view omits every past signature; with
+    ``reports_for`` the history reports are those given for another signed request (a
+    node gives none for a request its initiator did not sign)."""
     signers = sorted(signers)
-    digest = request.digest()
+    reported, reported_sig = reports_for or (request, initiator_signature)
+    digest = reported.digest()
     reports = {}
     for i in signers:
         channel, stub = node_stub(running, i)
         with channel:
             reports[i] = stub.GetHistoryReport(
-                node_pb2.GetHistoryReportRequest(request_digest=digest)
+                node_pb2.GetHistoryReportRequest(
+                    request_digest=digest,
+                    request=request_to_proto(reported),
+                    initiator_signature=reported_sig,
+                )
             )
     view: dict[str, node_pb2.HistoryEntry] = {}
     if not hide_history:
@@ -68,3 +76,16 @@ def authorizations(
         )
         for i in signers
     }
+
+
+def release_leases(running, request: SigningRequest, signers: Iterable[int]) -> None:
+    """What a coordinator does when it gives up on a request it asked reports for: hand
+    back the tenant's lease at each node (policy/exchange.py, "Leases")."""
+    for i in signers:
+        channel, stub = node_stub(running, i)
+        with channel:
+            stub.ReleaseLease(
+                node_pb2.ReleaseLeaseRequest(
+                    request_id=request.request_id, request_digest=request.digest()
+                )
+            )

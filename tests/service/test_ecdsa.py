@@ -20,7 +20,7 @@ from policy.payloads.messages import message_digest
 from policy.request import RequestType, sign_request
 from signer_nodes.grpc_errors import reason_of
 from signer_nodes.node.store import ExcludedPeerRow, NodeStore, NonceRow
-from tests.service.lying import authorizations, node_stub
+from tests.service.lying import authorizations, node_stub, release_leases
 
 N = secp256k1.N
 
@@ -126,6 +126,7 @@ def test_presignature_is_single_use_at_the_node(running, acme, key) -> None:
         )
     assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
     assert reason_of(err.value) == "NONCE_ALREADY_USED"
+    release_leases(running, request, signers)
 
 
 def test_ecdsa_key_refuses_frost_nonces(running, key) -> None:

@@ -7,8 +7,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 
 from custody._pb.custody.node.v1 import node_pb2
-from policy.request import Approval
-from signer_nodes.node.authorization import approval_to_proto
+from policy.request import Approval, SigningRequest
+from signer_nodes.node.authorization import approval_to_proto, request_to_proto
 from tests.policy.service.liar_cluster import LiarCluster
 
 
@@ -59,10 +59,19 @@ def signing_set(auth: node_pb2.Authorization, members: Iterable[int]) -> node_pb
     return lie
 
 
-def known_to(cluster: LiarCluster, node_id: int, tenant: str) -> list[node_pb2.HistoryEntry]:
-    """``tenant``'s entries in ``node_id``'s own log, from its signed report: the account a
-    coordinator gives a node when it hides only what that node cannot know by itself."""
+def known_to(
+    cluster: LiarCluster,
+    node_id: int,
+    tenant: str,
+    request: SigningRequest,
+    initiator_signature: bytes,
+) -> list[node_pb2.HistoryEntry]:
+    """``tenant``'s entries in ``node_id``'s own log, from its signed report for
+    ``request``: the account a coordinator gives a node when it hides only what that node
+    cannot know by itself."""
     report = cluster.stub(node_id).GetHistoryReport(
-        node_pb2.GetHistoryReportRequest(request_digest=bytes(32))
+        node_pb2.GetHistoryReportRequest(
+            request=request_to_proto(request), initiator_signature=initiator_signature
+        )
     )
     return [e for e in report.entries if e.tenant == tenant]

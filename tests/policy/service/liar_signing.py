@@ -188,6 +188,16 @@ class _Attempt:
             raise AssertionError(f"node {node_id} released a share; expected {code}")
         self.assert_unspent(auth.request.request_id)
 
+    def abandon(self, auths: Mapping[int, node_pb2.Authorization], **fields: object) -> None:
+        """Give up on a request, as a coordinator can: make each signer refuse it (a bad
+        initiator signature), which ends the node's lease for it (policy/exchange.py,
+        "Leases") so the tenant's next request can be reported for."""
+        for i in self.signers:
+            lie = node_pb2.Authorization()
+            lie.CopyFrom(auths[i])
+            lie.initiator_signature = bytes(64)
+            self.refused(i, lie, "INITIATOR_SIGNATURE_INVALID", **fields)
+
     def assert_unspent(self, request_id: str) -> None:
         for i in self.signers:
             assert self.cluster.pool_entry(i, self.pool_ids[i]) == UNUSED, f"node {i}"

@@ -61,6 +61,8 @@ from tests.service.lying import authorizations
 
 pytestmark = pytest.mark.timeout(180)
 FAILED = grpc.StatusCode.FAILED_PRECONDITION
+DENIED = grpc.StatusCode.PERMISSION_DENIED
+UNAVAILABLE = grpc.StatusCode.UNAVAILABLE
 DAILY_ETH = 10 * ETH  # the starter policy's acme-eth-small velocity budget
 
 
@@ -109,6 +111,11 @@ def treasury(
         decision=decision,
         expires_at=expires_at,
     )
+
+
+def resubmitted(request: SigningRequest) -> SigningRequest:
+    """The same request under a new id (as a client submits a refused request again)."""
+    return dataclasses.replace(request, request_id=f"{request.request_id}-again")
 
 
 def signed(cluster: LiarCluster, request: SigningRequest) -> bytes:
@@ -193,8 +200,20 @@ def test_forged_and_relabelled_approvals_get_no_share(
                 attempt.refused(i, lying[i], code, message_hash=ecdsa_input(request))
             except AssertionError as exc:
                 raise AssertionError(f"{what}: {exc}") from None
-    # Control: the same presignature, the genuine approval -> a valid ECDSA signature.
-    attempt.sign(honest, ecdsa_input(request), ecdsa_key.public_key)
+    # Control: the same presignature, the genuine approval -> a valid ECDSA signature. A
+    # node that refused a request never signs it (its lease is lost): submitted again.
+    again = resubmitted(request)
+    attempt.refused(
+        1, honest[1], "HISTORY_LEASE_LOST", status=FAILED, message_hash=ecdsa_input(request)
+    )
+    fresh = authorizations(
+        cluster,
+        again,
+        signed(cluster, again),
+        attempt.signers,
+        approvals=[treasury(cluster, again)],
+    )
+    attempt.sign(fresh, ecdsa_input(again), ecdsa_key.public_key)
 
 
 # -- payload ------------------------------------------------------------------------------
@@ -233,7 +252,25 @@ def test_payload_swapped_after_signing_gets_no_share(
         (second, signed(cluster, second), "APPROVAL_SIGNATURE_INVALID"),
     ]
     for swapped, signature, code in lies:
-        auths = authorizations(cluster, swapped, signature, attempt.signers, approvals=[genuine])
+        if swapped is second:  # the coordinator gives up on the first request
+            attempt.abandon(
+                authorizations(cluster, request, sig, attempt.signers),
+                message_hash=ecdsa_input(request),
+            )
+        if code != "APPROVAL_SIGNATURE_INVALID":  # no node reports for a forged request
+            for i in attempt.signers:
+                with pytest.raises(grpc.RpcError) as err:
+                    authorizations(cluster, swapped, signature, [i])
+                assert refusal(err.value) == (DENIED, "INITIATOR_SIGNATURE_INVALID")
+        genuine_reports = None if code == "APPROVAL_SIGNATURE_INVALID" else (request, sig)
+        auths = authorizations(
+            cluster,
+            swapped,
+            signature,
+            attempt.signers,
+            approvals=[genuine],
+            reports_for=genuine_reports,
+        )
         message_hash = bytes(keccak(swapped.payload))
         for i in attempt.signers:
             attempt.refused(i, auths[i], code, message_hash=message_hash)
@@ -272,7 +309,12 @@ def test_signing_input_must_be_what_the_payload_says(
     tweaked = type(tweaked)(tweaked.commitments, right, b"\x01" * 32)
     for i in frost.signers:
         frost.refused(i, honest[i], "LOCAL_MISUSE", status=FAILED, package=tweaked)
-    frost.sign(honest, right, frost_key.public_key)
+    again = resubmitted(m)  # the nodes that refused m never sign it
+    frost.sign(
+        authorizations(cluster, again, signed(cluster, again), frost.signers),
+        right,
+        frost_key.public_key,
+    )
 
 
 # -- tenants ------------------------------------------------------------------------------
@@ -302,11 +344,20 @@ def test_another_tenants_initiator_or_key_gets_no_share(
         (relabelled, "INITIATOR_TENANT_MISMATCH"),
         (as_acme, "INITIATOR_SIGNATURE_INVALID"),
     ]
+    acme_sig = signed(cluster, as_acme)
     for request, code in lies:
-        auths = authorizations(cluster, request, globex_sig, frost.signers)
+        for i in frost.signers:  # no report (and no lease) for it...
+            with pytest.raises(grpc.RpcError) as err:
+                authorizations(cluster, request, globex_sig, [i])
+            assert refusal(err.value) == (DENIED, code)
+        # ... and no share with the reports given for the genuine request
+        auths = authorizations(
+            cluster, request, globex_sig, frost.signers, reports_for=(as_acme, acme_sig)
+        )
         for i in frost.signers:
             frost.refused(i, auths[i], code, package=package)
-    honest = authorizations(cluster, as_acme, signed(cluster, as_acme), frost.signers)
+    again = resubmitted(as_acme)  # globex's signature on it made the nodes refuse as_acme
+    honest = authorizations(cluster, again, signed(cluster, again), frost.signers)
     frost.sign(honest, message_digest(message), frost_key.public_key)
 
 
@@ -502,69 +553,69 @@ def test_hidden_history_cannot_dodge_the_velocity_limit(
     hidden = authorizations(cluster, extra, sig, attempt.signers, hide_history=True)
     honest = authorizations(cluster, extra, sig, attempt.signers)
     assert not hidden[3].coordinator_view and honest[3].coordinator_view
+    known = known_to(cluster, 3, "acme", extra, sig)
     attempt.refused(
         3, without_report(hidden[3], 2), "HISTORY_REPORT_MISSING", message_hash=message_hash
     )
     attempt.refused(3, hidden[3], "HISTORY_HIDDEN", message_hash=message_hash)
     attempt.refused(2, hidden[2], "HISTORY_HIDDEN", message_hash=message_hash)
-    alone = signing_set(told(without_report(hidden[3], 2), known_to(cluster, 3, "acme")), [3])
+    alone = signing_set(told(without_report(hidden[3], 2), known), [3])
     attempt.refused(3, alone, "LOCAL_MISUSE", status=FAILED, message_hash=message_hash)
     for i in attempt.signers:
         attempt.refused(i, honest[i], "APPROVAL_MISSING", message_hash=message_hash)
+    again = resubmitted(extra)  # refused at both nodes: submitted again, and approved
     approved = authorizations(
-        cluster, extra, sig, attempt.signers, approvals=[treasury(cluster, extra)]
+        cluster,
+        again,
+        signed(cluster, again),
+        attempt.signers,
+        approvals=[treasury(cluster, again)],
     )
     attempt.sign(approved, message_hash, public_key)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason=(
-        "BUG policy/exchange.py: a history report is bound to the request digest only, so a "
-        "coordinator can fetch it BEFORE the reporter signs more and present it later; with "
-        "spending split over {1,2} and {2,3}, the {1,3} set sees neither half and signs "
-        "beyond the velocity budget"
-    ),
-)
 def test_prefetched_history_reports_cannot_split_the_budget(cluster: LiarCluster) -> None:
-    """docs/policy-format.md section 8, "own history is not enough": with n = 3, t = 2,
-    spending through {1,2} and {2,3} must be seen by a later request through {1,3}, via the
-    reports. The coordinator asks nodes 1 and 3 for their reports on request r while the
-    budget is untouched, keeps r, spends 5 + 5 ETH of globex's 10 ETH budget through {1,2}
-    and {2,3} (approved), then sends r (1 ETH, unapproved) through {1,3} with the early
-    reports: each report is signed and bound to r's digest, so both nodes accept it. Honest
-    nodes must not both contribute: 11 ETH > 10 ETH."""
+    """docs/policy-format.md section 8, "Reports go stale": with n = 3, t = 2, spending
+    through {1,2} and {2,3} must be seen by a later request through {1,3}. The coordinator
+    asks nodes 1 and 3 for their reports on request r while the budget is untouched, means
+    to spend 5 + 5 ETH of globex's 10 ETH budget through {1,2} and {2,3} (approved), then
+    to send r (1 ETH, unapproved) through {1,3} with the early reports, so that each of
+    nodes 1 and 3 sees only its own half. The reports were given under globex's lease for
+    r: while it is held, nodes 1 and 3 give no report for another globex request; once it
+    is gone (the coordinator made them refuse r, or it ran out), they never sign r."""
     with cluster.client("globex") as globex:
         key = globex.create_key("ecdsa-secp256k1")
     approver = cluster.approver_key("globex-approver-1")
     r = eth_transfer(key.key_id, to=ADDRESS_A, amount=ETH, tenant="globex")
     r_sig = signed(cluster, r)
-    early = authorizations(cluster, r, r_sig, (1, 3))  # asked now, used later
-
-    for signers in ((1, 2), (2, 3)):
+    late = EcdsaAttempt(cluster, key.key_id, (1, 3), "globex")
+    early = authorizations(cluster, r, r_sig, late.signers)  # asked now, used later
+    spends = []
+    for _ in range(2):
         spend = eth_transfer(key.key_id, to=ADDRESS_B, amount=5 * ETH, tenant="globex")
         ok = approval(approver, "globex-approver-1", spend, active_id(cluster))
+        spends.append((spend, ok))
+    for i in late.signers:  # r holds globex's lease at nodes 1 and 3
+        with pytest.raises(grpc.RpcError) as err:
+            authorizations(cluster, spends[0][0], signed(cluster, spends[0][0]), [i])
+        assert refusal(err.value) == (UNAVAILABLE, "HISTORY_LEASE_BUSY")
+
+    late.abandon(early, message_hash=ecdsa_input(r))  # frees the lease, loses r
+    for (spend, ok), signers in zip(spends, ((1, 2), (2, 3)), strict=True):
         auths = authorizations(cluster, spend, signed(cluster, spend), signers, approvals=[ok])
         EcdsaAttempt(cluster, key.key_id, signers, "globex").sign(
             auths, ecdsa_input(spend), key.public_key
         )
     assert cluster.history_amounts("globex", "ETH") == 10 * ETH
 
-    attempt = EcdsaAttempt(cluster, key.key_id, (1, 3), "globex")
     message_hash = ecdsa_input(r)
-    fresh = authorizations(cluster, r, r_sig, attempt.signers)
-    for i in attempt.signers:  # told the truth, both refuse: the budget is spent
-        attempt.refused(i, fresh[i], "APPROVAL_MISSING", message_hash=message_hash)
-    # Each node gets the other's early report and an account of what it knows itself.
-    shares = {}
-    for i in attempt.signers:
-        try:
-            shares[i] = attempt.share(
-                i, told(early[i], known_to(cluster, i, "globex")), message_hash
-            )
-        except grpc.RpcError as err:
-            assert refusal(err)[1] is not None
-    if len(shares) == 2:  # what the coordinator now holds: a valid signature beyond the budget
-        attempt.combine(shares, message_hash, key.public_key)
-    assert len(shares) < 2, "both nodes of {1,3} signed a transfer beyond the budget"
+    for i in late.signers:  # the early reports get no share: r's leases are lost
+        late.refused(i, early[i], "HISTORY_LEASE_LOST", status=FAILED, message_hash=message_hash)
+        with pytest.raises(grpc.RpcError) as err:
+            authorizations(cluster, r, r_sig, [i])
+        assert refusal(err.value) == (FAILED, "HISTORY_LEASE_LOST")
+    # Submitted again, r is refused: the budget is spent, and both nodes now see it.
+    again = resubmitted(r)
+    fresh = authorizations(cluster, again, signed(cluster, again), late.signers)
+    for i in late.signers:
+        late.refused(i, fresh[i], "APPROVAL_MISSING", message_hash=message_hash)

@@ -432,18 +432,60 @@ Global___HistoryReport: typing_extensions.TypeAlias = HistoryReport
 
 @typing.final
 class GetHistoryReportRequest(google.protobuf.message.Message):
+    """A report is given under the tenant's lease for one request (policy/exchange.py,
+    "Leases"), so it is asked for with the initiator-signed request.
+    """
+
     DESCRIPTOR: google.protobuf.descriptor.Descriptor
 
     REQUEST_DIGEST_FIELD_NUMBER: builtins.int
+    REQUEST_FIELD_NUMBER: builtins.int
+    INITIATOR_SIGNATURE_FIELD_NUMBER: builtins.int
     request_digest: builtins.bytes
+    """optional: must be the request's"""
+    initiator_signature: builtins.bytes
+    @property
+    def request(self) -> custody._pb.custody.governance.v1.governance_pb2.SigningRequest: ...
     def __init__(
         self,
         *,
         request_digest: builtins.bytes = ...,
+        request: custody._pb.custody.governance.v1.governance_pb2.SigningRequest | None = ...,
+        initiator_signature: builtins.bytes = ...,
     ) -> None: ...
-    def ClearField(self, field_name: typing.Literal["request_digest", b"request_digest"]) -> None: ...
+    def HasField(self, field_name: typing.Literal["request", b"request"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["initiator_signature", b"initiator_signature", "request", b"request", "request_digest", b"request_digest"]) -> None: ...
 
 Global___GetHistoryReportRequest: typing_extensions.TypeAlias = GetHistoryReportRequest
+
+@typing.final
+class ReleaseLeaseRequest(google.protobuf.message.Message):
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    REQUEST_ID_FIELD_NUMBER: builtins.int
+    REQUEST_DIGEST_FIELD_NUMBER: builtins.int
+    request_id: builtins.str
+    """"<tenant>:<id>", as in the SigningRequest"""
+    request_digest: builtins.bytes
+    def __init__(
+        self,
+        *,
+        request_id: builtins.str = ...,
+        request_digest: builtins.bytes = ...,
+    ) -> None: ...
+    def ClearField(self, field_name: typing.Literal["request_digest", b"request_digest", "request_id", b"request_id"]) -> None: ...
+
+Global___ReleaseLeaseRequest: typing_extensions.TypeAlias = ReleaseLeaseRequest
+
+@typing.final
+class ReleaseLeaseResponse(google.protobuf.message.Message):
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+
+Global___ReleaseLeaseResponse: typing_extensions.TypeAlias = ReleaseLeaseResponse
 
 @typing.final
 class ActivatePolicyRequest(google.protobuf.message.Message):

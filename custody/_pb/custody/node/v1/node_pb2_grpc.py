@@ -64,6 +64,11 @@ class NodeServiceStub:
                 request_serializer=custody_dot_node_dot_v1_dot_node__pb2.GetHistoryReportRequest.SerializeToString,
                 response_deserializer=custody_dot_node_dot_v1_dot_node__pb2.HistoryReport.FromString,
                 _registered_method=True)
+        self.ReleaseLease = channel.unary_unary(
+                '/custody.node.v1.NodeService/ReleaseLease',
+                request_serializer=custody_dot_node_dot_v1_dot_node__pb2.ReleaseLeaseRequest.SerializeToString,
+                response_deserializer=custody_dot_node_dot_v1_dot_node__pb2.ReleaseLeaseResponse.FromString,
+                _registered_method=True)
         self.ActivatePolicy = channel.unary_unary(
                 '/custody.node.v1.NodeService/ActivatePolicy',
                 request_serializer=custody_dot_node_dot_v1_dot_node__pb2.ActivatePolicyRequest.SerializeToString,
@@ -118,6 +123,14 @@ class NodeServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ReleaseLease(self, request, context):
+        """The coordinator will not ask this node to sign the request: its lease is given up
+        (the node then never signs that request) and the tenant is free at once.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ActivatePolicy(self, request, context):
         """Activate officer-signed policy versions (each verified against the node's own chain).
         """
@@ -157,6 +170,11 @@ def add_NodeServiceServicer_to_server(servicer, server):
                     servicer.GetHistoryReport,
                     request_deserializer=custody_dot_node_dot_v1_dot_node__pb2.GetHistoryReportRequest.FromString,
                     response_serializer=custody_dot_node_dot_v1_dot_node__pb2.HistoryReport.SerializeToString,
+            ),
+            'ReleaseLease': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReleaseLease,
+                    request_deserializer=custody_dot_node_dot_v1_dot_node__pb2.ReleaseLeaseRequest.FromString,
+                    response_serializer=custody_dot_node_dot_v1_dot_node__pb2.ReleaseLeaseResponse.SerializeToString,
             ),
             'ActivatePolicy': grpc.unary_unary_rpc_method_handler(
                     servicer.ActivatePolicy,
@@ -326,6 +344,33 @@ class NodeService:
             '/custody.node.v1.NodeService/GetHistoryReport',
             custody_dot_node_dot_v1_dot_node__pb2.GetHistoryReportRequest.SerializeToString,
             custody_dot_node_dot_v1_dot_node__pb2.HistoryReport.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReleaseLease(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/custody.node.v1.NodeService/ReleaseLease',
+            custody_dot_node_dot_v1_dot_node__pb2.ReleaseLeaseRequest.SerializeToString,
+            custody_dot_node_dot_v1_dot_node__pb2.ReleaseLeaseResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -124,6 +124,22 @@ _NodeServiceGetHistoryReportType = typing_extensions.TypeVar(
     ],
 )
 
+_NodeServiceReleaseLeaseType = typing_extensions.TypeVar(
+    '_NodeServiceReleaseLeaseType',
+    grpc.UnaryUnaryMultiCallable[
+        custody._pb.custody.node.v1.node_pb2.ReleaseLeaseRequest,
+        custody._pb.custody.node.v1.node_pb2.ReleaseLeaseResponse,
+    ],
+    grpc.aio.UnaryUnaryMultiCallable[
+        custody._pb.custody.node.v1.node_pb2.ReleaseLeaseRequest,
+        custody._pb.custody.node.v1.node_pb2.ReleaseLeaseResponse,
+    ],
+    default=grpc.UnaryUnaryMultiCallable[
+        custody._pb.custody.node.v1.node_pb2.ReleaseLeaseRequest,
+        custody._pb.custody.node.v1.node_pb2.ReleaseLeaseResponse,
+    ],
+)
+
 _NodeServiceActivatePolicyType = typing_extensions.TypeVar(
     '_NodeServiceActivatePolicyType',
     grpc.UnaryUnaryMultiCallable[
@@ -140,7 +156,7 @@ _NodeServiceActivatePolicyType = typing_extensions.TypeVar(
     ],
 )
 
-class NodeServiceStub(typing.Generic[_NodeServiceGetInfoType, _NodeServiceStartSessionType, _NodeServiceDeliverType, _NodeServicePrepareNoncesType, _NodeServiceSignShareType, _NodeServiceGetHistoryReportType, _NodeServiceActivatePolicyType]):
+class NodeServiceStub(typing.Generic[_NodeServiceGetInfoType, _NodeServiceStartSessionType, _NodeServiceDeliverType, _NodeServicePrepareNoncesType, _NodeServiceSignShareType, _NodeServiceGetHistoryReportType, _NodeServiceReleaseLeaseType, _NodeServiceActivatePolicyType]):
     @typing.overload
     def __init__(self: NodeServiceStub[
         grpc.UnaryUnaryMultiCallable[
@@ -166,6 +182,10 @@ class NodeServiceStub(typing.Generic[_NodeServiceGetInfoType, _NodeServiceStartS
         grpc.UnaryUnaryMultiCallable[
             custody._pb.custody.node.v1.node_pb2.GetHistoryReportRequest,
             custody._pb.custody.node.v1.node_pb2.HistoryReport,
+        ],
+        grpc.UnaryUnaryMultiCallable[
+            custody._pb.custody.node.v1.node_pb2.ReleaseLeaseRequest,
+            custody._pb.custody.node.v1.node_pb2.ReleaseLeaseResponse,
         ],
         grpc.UnaryUnaryMultiCallable[
             custody._pb.custody.node.v1.node_pb2.ActivatePolicyRequest,
@@ -200,6 +220,10 @@ class NodeServiceStub(typing.Generic[_NodeServiceGetInfoType, _NodeServiceStartS
             custody._pb.custody.node.v1.node_pb2.HistoryReport,
         ],
         grpc.aio.UnaryUnaryMultiCallable[
+            custody._pb.custody.node.v1.node_pb2.ReleaseLeaseRequest,
+            custody._pb.custody.node.v1.node_pb2.ReleaseLeaseResponse,
+        ],
+        grpc.aio.UnaryUnaryMultiCallable[
             custody._pb.custody.node.v1.node_pb2.ActivatePolicyRequest,
             custody._pb.custody.node.v1.node_pb2.ActivatePolicyResponse,
         ],
@@ -225,6 +249,11 @@ class NodeServiceStub(typing.Generic[_NodeServiceGetInfoType, _NodeServiceStartS
     GetHistoryReport: _NodeServiceGetHistoryReportType
     """This node's signed history report for one request (policy.exchange step 1), so that
     every signer evaluates velocity over the union of the signing set's histories.
+    """
+
+    ReleaseLease: _NodeServiceReleaseLeaseType
+    """The coordinator will not ask this node to sign the request: its lease is given up
+    (the node then never signs that request) and the tenant is free at once.
     """
 
     ActivatePolicy: _NodeServiceActivatePolicyType
@@ -254,6 +283,10 @@ NodeServiceAsyncStub: typing_extensions.TypeAlias = NodeServiceStub[
     grpc.aio.UnaryUnaryMultiCallable[
         custody._pb.custody.node.v1.node_pb2.GetHistoryReportRequest,
         custody._pb.custody.node.v1.node_pb2.HistoryReport,
+    ],
+    grpc.aio.UnaryUnaryMultiCallable[
+        custody._pb.custody.node.v1.node_pb2.ReleaseLeaseRequest,
+        custody._pb.custody.node.v1.node_pb2.ReleaseLeaseResponse,
     ],
     grpc.aio.UnaryUnaryMultiCallable[
         custody._pb.custody.node.v1.node_pb2.ActivatePolicyRequest,
@@ -312,6 +345,16 @@ class NodeServiceServicer(metaclass=abc.ABCMeta):
     ) -> typing.Union[custody._pb.custody.node.v1.node_pb2.HistoryReport, collections.abc.Awaitable[custody._pb.custody.node.v1.node_pb2.HistoryReport]]:
         """This node's signed history report for one request (policy.exchange step 1), so that
         every signer evaluates velocity over the union of the signing set's histories.
+        """
+
+    @abc.abstractmethod
+    def ReleaseLease(
+        self,
+        request: custody._pb.custody.node.v1.node_pb2.ReleaseLeaseRequest,
+        context: _ServicerContext,
+    ) -> typing.Union[custody._pb.custody.node.v1.node_pb2.ReleaseLeaseResponse, collections.abc.Awaitable[custody._pb.custody.node.v1.node_pb2.ReleaseLeaseResponse]]:
+        """The coordinator will not ask this node to sign the request: its lease is given up
+        (the node then never signs that request) and the tenant is free at once.
         """
 
     @abc.abstractmethod
