@@ -6,8 +6,9 @@ and sealed inside the node's HSM token, :mod:`custody.hsm_setup`) and its
 directory; the HSM deployment (``hsm.json``; by default SoftHSM2 tokens for
 every node and the backup key under ``hsm/``, with PIN files of mode 0600);
 the coordinator's server and client certificates; a client certificate per
-tenant; ``custody.json`` with free loopback ports. A failure leaves nothing:
-the tokens live inside the temp dir until the rename.
+tenant; the auditor's client certificate (``auditor/``: reads Proof-of-Reserves
+snapshots, holds no tenant's keys); ``custody.json`` with free loopback ports. A
+failure leaves nothing: the tokens live inside the temp dir until the rename.
 """
 
 from __future__ import annotations
@@ -21,7 +22,13 @@ from pathlib import Path
 from custody.config import CONFIG_FILE, ClusterConfig, ConfigError, NodeEntry
 from custody.governance.genesis import governance_root, init_governance
 from custody.hsm_setup import setup_hsm
-from custody.pki import COORDINATOR_CLIENT, CertificateAuthority
+from custody.pki import (
+    AUDITOR_CLIENT,
+    AUDITOR_DIR,
+    COORDINATOR_CLIENT,
+    RESERVED_NAMES,
+    CertificateAuthority,
+)
 from hsm.deployment import HsmDeployment
 
 MAX_NODES = 15
@@ -37,7 +44,7 @@ def _valid_tenant(name: str) -> bool:
     return (
         1 <= len(name) <= 64
         and all(c.isalnum() or c in "-_" for c in name)
-        and name != COORDINATOR_CLIENT
+        and name not in RESERVED_NAMES
     )
 
 
@@ -59,7 +66,10 @@ def init_cluster(
     if not 1 <= threshold <= nodes <= MAX_NODES:
         raise ConfigError(f"need 1 <= threshold <= nodes <= {MAX_NODES}")
     if not tenants or not all(_valid_tenant(t) for t in tenants):
-        raise ConfigError("tenant names are 1-64 characters [A-Za-z0-9_-]")
+        raise ConfigError(
+            "tenant names are 1-64 characters [A-Za-z0-9_-], other than"
+            f" {' and '.join(sorted(RESERVED_NAMES))}"
+        )
     if (data_dir / CONFIG_FILE).exists():
         raise ConfigError(f"{data_dir} already holds a cluster; choose another --data-dir")
     if data_dir.exists() and any(data_dir.iterdir()):
@@ -87,6 +97,9 @@ def init_cluster(
         cdir = staging / "coordinator"
         ca.issue(COORDINATOR_CLIENT, "coordinator", cdir, "server", server=True, client=False)
         ca.issue(COORDINATOR_CLIENT, "coordinator", cdir, "client", server=False, client=True)
+        ca.issue(
+            AUDITOR_CLIENT, "auditor", staging / AUDITOR_DIR, "client", server=False, client=True
+        )
         for tenant in tenants:
             ca.issue(
                 tenant, "tenant", staging / "tenants" / tenant, "client", server=False, client=True

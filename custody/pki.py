@@ -1,11 +1,13 @@
 """A local certificate authority for mTLS between every process.
 
 ``custody init`` makes one CA (ECDSA P-256) and issues: a server certificate
-per signer node, a server and a client certificate for the coordinator, and a
-client certificate per tenant. The certificate's common name is the identity
-the peer is authorised as: nodes accept only the client named ``coordinator``;
-the API maps a client's common name to its tenant. Private keys are written
-with mode 0600.
+per signer node, a server and a client certificate for the coordinator, a
+client certificate per tenant, and one for the auditor. The certificate's common
+name is the identity the peer is authorised as: nodes accept only the client named
+``coordinator``; the API maps a client's common name to its tenant; the auditor's
+name (``auditor``, which no tenant may take) is no tenant, so it may read
+Proof-of-Reserves snapshots and nothing else (``docs/por-format.md`` section 11).
+Private keys are written with mode 0600.
 """
 
 from __future__ import annotations
@@ -23,6 +25,11 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 VALIDITY = dt.timedelta(days=825)
 COORDINATOR_CLIENT = "coordinator"
+AUDITOR_CLIENT = "auditor"
+RESERVED_NAMES = frozenset({COORDINATOR_CLIENT, AUDITOR_CLIENT})
+"""Common names that are roles, never tenants."""
+AUDITOR_DIR = "auditor"
+"""``<data-dir>/auditor/client.pem|key``: the auditor's client certificate."""
 ORG = "mpc-custody"
 
 

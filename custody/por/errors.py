@@ -16,8 +16,9 @@ class SnapshotCode(StrEnum):
     SIGNING_FAILED = "POR_SIGNING_FAILED"  # the cluster did not sign the challenge
     CONTROL_SIGNATURE_INVALID = "POR_CONTROL_SIGNATURE_INVALID"  # ... or signed it wrongly
     SNAPSHOT_EXISTS = "POR_SNAPSHOT_EXISTS"  # the snapshot id is already published
-    NO_LIABILITIES_SOURCE = "POR_NO_LIABILITIES_SOURCE"  # no ledger and no --liabilities
+    NO_LIABILITIES_SOURCE = "POR_NO_LIABILITIES_SOURCE"  # retired: the ledger is always read
     SERVICE_KEY_INVALID = "POR_SERVICE_KEY_INVALID"  # the snapshot key file is unusable
+    CUTOFF_IN_FUTURE = "POR_CUTOFF_IN_FUTURE"  # the books at the cut-off are not known yet
 
 
 class SnapshotError(Exception):

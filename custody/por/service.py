@@ -4,8 +4,10 @@ Thin: requests are checked and turned into store calls; the documents returned
 are the published files byte for byte, ready for ``custody-por``. Who may see
 what (``docs/por-format.md`` section 11):
 
-* snapshots are public documents: any client certificate of the cluster CA may
-  list and fetch them (auditors get such a certificate);
+* snapshots are public documents: a tenant, the auditor (``auditor``, a client
+  certificate ``custody init`` makes for auditors, which holds no tenant's keys and
+  cannot call CustodyService) and the coordinator may list and fetch them; any other
+  certificate of the cluster CA (a signer node's) is refused;
 * an inclusion proof reveals the customer's balances and salt, so only the
   customer's tenant may fetch it: the caller's certificate common name must be a
   tenant ``T`` of the cluster and the customer id must begin with ``T/``
@@ -28,6 +30,7 @@ from google.protobuf.unknown_fields import UnknownFieldSet
 from custody._pb.custody.por.v1 import por_pb2 as pb
 from custody._pb.custody.por.v1 import por_pb2_grpc
 from custody.config import ClusterConfig
+from custody.pki import AUDITOR_CLIENT, COORDINATOR_CLIENT
 from custody.por.customers import tenant_of
 from custody.por.store import PublishedSnapshot, SnapshotStore, StoreCorruptError
 from proofs import encoding as enc
@@ -82,6 +85,15 @@ class ProofServicer(por_pb2_grpc.ProofServiceServicer):
     def __init__(self, store: SnapshotStore, tenants: Collection[str]) -> None:
         self.store = store
         self.tenants = frozenset(tenants)
+        self.readers = self.tenants | {AUDITOR_CLIENT, COORDINATOR_CLIENT}
+
+    def _reader(self, caller: str) -> None:
+        if caller not in self.readers:
+            raise ServiceError(
+                grpc.StatusCode.PERMISSION_DENIED,
+                "NOT_A_READER",
+                "snapshots are read by tenants, the auditor and the coordinator",
+            )
 
     def _run(self, context: grpc.ServicerContext, fn: Callable[[str], T], request: Message) -> T:
         names = peer_common_names(context)
@@ -119,7 +131,8 @@ class ProofServicer(por_pb2_grpc.ProofServiceServicer):
     def ListSnapshots(
         self, request: pb.ListSnapshotsRequest, context: grpc.ServicerContext
     ) -> pb.ListSnapshotsResponse:
-        def go(_caller: str) -> pb.ListSnapshotsResponse:
+        def go(caller: str) -> pb.ListSnapshotsResponse:
+            self._reader(caller)
             size = request.page_size or DEFAULT_PAGE_SIZE
             if not 0 < size <= MAX_PAGE_SIZE:
                 raise ServiceError(
@@ -143,7 +156,8 @@ class ProofServicer(por_pb2_grpc.ProofServiceServicer):
     def GetSnapshot(
         self, request: pb.GetSnapshotRequest, context: grpc.ServicerContext
     ) -> pb.Snapshot:
-        def go(_caller: str) -> pb.Snapshot:
+        def go(caller: str) -> pb.Snapshot:
+            self._reader(caller)
             snapshot_id = _snapshot_id(request.snapshot_id)
             found = self.store.get_snapshot(snapshot_id)
             if found is None:

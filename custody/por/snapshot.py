@@ -4,11 +4,13 @@ Inputs are injected, so the same code runs on the ledger in production and on CS
 files in dry runs:
 
 * liabilities: rows ``(customer_id, asset, amount)`` from any iterable or a
-  callable returning one (the ledger's ``liabilities()``), or from a CSV
-  (:func:`proofs.rows.read_liabilities_csv`); customer ids must be namespaced
-  by a tenant of the cluster (:mod:`custody.por.customers`);
-* custody keys with their balances (:class:`CustodyKey`; CSV via
-  :func:`custody_keys_from_csv`);
+  callable returning one (the ledger at the cut-off, :mod:`custody.por.ledger`), or
+  from a CSV (:func:`proofs.rows.read_liabilities_csv`); customer ids must be
+  namespaced by a tenant of the cluster (:mod:`custody.por.customers`); amounts in
+  the asset's minor unit, rounded **up** to its PoR unit;
+* custody keys with their balances in minor units (:class:`CustodyKey`; CSV via
+  :func:`custody_keys_from_csv`), rounded **down** to the PoR unit;
+* the PoR unit of every asset (:data:`DEFAULT_UNIT_EXPONENTS`, overridable);
 * ``sign_challenge(key_id, challenge) -> (scheme, public_key, signature)``: the
   threshold signature of a custody key over the snapshot's challenge
   (``docs/por-format.md`` section 4; :class:`Challenge` carries the 32-byte digest
@@ -30,6 +32,7 @@ import secrets
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
 
 import grpc
 
@@ -49,11 +52,21 @@ from proofs.build import (
     sign_snapshot,
 )
 from proofs.errors import PorInputError, ReasonCode
-from proofs.rows import Row, read_custody_csv
+from proofs.rows import Row, check_amount, read_custody_csv, to_units
 from proofs.snapshot import CustodyEntry
 
 LiabilityRows = Iterable[Row | tuple[str, str, int]]
 LiabilitySource = LiabilityRows | Callable[[], LiabilityRows]
+
+DEFAULT_UNIT_EXPONENTS: Mapping[str, int] = MappingProxyType({"ETH": 9})
+"""PoR unit per asset, as ``10^e`` of the ledger's minor unit (``docs/por-format.md`` 1.1).
+
+ETH is counted in gwei: the ledger holds wei, and 2^64 wei is only 18.4 ETH, whereas
+2^64 gwei is 1.8e10 ETH (well above the supply) at a precision of 10^-9 ETH. Every
+other asset defaults to its minor unit (satoshi: 2^64 sat is 1.8e11 BTC; 6-decimal
+tokens such as USDC: 1.8e13). ``custody por snapshot --unit ASSET=E`` overrides;
+a unit must stay the same across snapshots for customers to compare them.
+"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,7 +89,8 @@ ChallengeSigner = Callable[[str, Challenge], tuple[str, bytes, bytes]]
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class CustodyKey:
-    """A custody key whose control the snapshot proves, with what it holds per asset."""
+    """A custody key whose control the snapshot proves, with what it holds per asset
+    (exact minor amounts, as on chain at the cut-off)."""
 
     key_id: str
     balances: Mapping[str, int] = field(default_factory=dict)
@@ -93,8 +107,13 @@ def new_snapshot_id(cutoff: str) -> str:
     return f"por-{cutoff.replace('-', '').replace(':', '')}-{secrets.token_hex(4)}"
 
 
-def load_liabilities(source: LiabilitySource, tenants: Collection[str]) -> Liabilities:
-    """Read and check every row, including that each customer belongs to a tenant."""
+def load_liabilities(
+    source: LiabilitySource,
+    tenants: Collection[str],
+    unit_exponents: Mapping[str, int] = DEFAULT_UNIT_EXPONENTS,
+) -> Liabilities:
+    """Read and check every row, including that each customer belongs to a tenant, and
+    round each amount up to its asset's PoR unit."""
     rows = source() if callable(source) else source
 
     def checked() -> Iterator[Row | tuple[str, str, int]]:
@@ -113,7 +132,7 @@ def load_liabilities(source: LiabilitySource, tenants: Collection[str]) -> Liabi
                     raise SnapshotError(SnapshotCode.CUSTOMER_NAMESPACE, f"{where}: {problem}")
             yield row
 
-    return Liabilities.from_rows(checked())
+    return Liabilities.from_rows(checked(), unit_exponents)
 
 
 def custody_keys_from_csv(path: str | Path) -> list[CustodyKey]:
@@ -124,7 +143,10 @@ def custody_keys_from_csv(path: str | Path) -> list[CustodyKey]:
     ]
 
 
-def _check_custody(custody: Sequence[CustodyKey], assets: Sequence[str]) -> None:
+def _check_custody(custody: Sequence[CustodyKey], liabilities: Liabilities) -> None:
+    """Every custody input, including its conversion to PoR units, before anything is signed."""
+    assets = liabilities.assets
+    exponents = dict(zip(assets, liabilities.unit_exponents, strict=True))
     seen: set[str] = set()
     for key in custody:
         if not f.ID_RE.fullmatch(key.key_id):
@@ -147,10 +169,8 @@ def _check_custody(custody: Sequence[CustodyKey], assets: Sequence[str]) -> None
                 f"custody key {key.key_id} holds {unknown}, which no customer is owed",
             )
         for asset, amount in key.balances.items():
-            if isinstance(amount, bool) or not 0 <= amount < enc.U64_LIMIT:
-                raise PorInputError(
-                    ReasonCode.BALANCE_RANGE, f"custody key {key.key_id} {asset}: {amount}"
-                )
+            where = f"custody key {key.key_id}"
+            to_units(check_amount(amount, where), asset, exponents[asset], where, round_up=False)
 
 
 def _control_entries(
@@ -201,7 +221,7 @@ def take_snapshot(
     returned :class:`~proofs.build.BuiltSnapshot`; the store keeps them so that
     proofs can be issued again later.
     """
-    _check_custody(custody, liabilities.assets)
+    _check_custody(custody, liabilities)
     prepared = prepare_snapshot(
         liabilities,
         snapshot_id=snapshot_id or new_snapshot_id(cutoff),
@@ -216,38 +236,55 @@ def take_snapshot(
 class ClusterChallengeSigner:
     """``sign_challenge`` through the custody API: a ``por_attestation`` request.
 
-    The client must sign requests as the tenant's proof-of-reserves initiator
-    (``<tenant>-por``), the one the starter policy allows to attest and nothing else.
+    A custody key belongs to one tenant, and only that tenant's proof-of-reserves
+    initiator (``<tenant>-por``, which the starter policy allows to attest and nothing
+    else) may have it sign. ``clients`` maps each tenant whose keys may be custody keys
+    to a client signing as that initiator; :meth:`check_keys` finds each key's tenant.
     Every signer node parses the preimage (only a real challenge is signed) and signs
     what the format specifies: the challenge for Ed25519 and BIP340, its SHA-256 for
     ECDSA (:mod:`policy.payloads.messages`). The request id is derived from the key and
     the challenge: one request per key and snapshot, recognisable in the audit log.
     """
 
-    def __init__(self, client: CustodyClient, *, timeout: float = 60.0) -> None:
-        self.client = client
+    def __init__(self, clients: Mapping[str, CustodyClient], *, timeout: float = 60.0) -> None:
+        self.clients = dict(clients)
         self.timeout = timeout
+        self._keys: dict[str, tuple[CustodyClient, str, bytes]] = {}
 
     def check_keys(self, key_ids: Iterable[str]) -> None:
         """Fail early, before any tree is built, if a custody key is unknown."""
         for key_id in key_ids:
             self._key(key_id)
 
-    def _key(self, key_id: str) -> tuple[str, bytes]:
-        try:
-            key = self.client.get_key(key_id)
-        except grpc.RpcError as exc:
-            raise _rpc_failure(key_id, exc) from None
-        scheme = SCHEME_NAMES.get(key.scheme)
-        if scheme not in control.SCHEMES:
-            raise SnapshotError(SnapshotCode.UNKNOWN_KEY, f"{key_id}: unsupported scheme")
-        return scheme, bytes(key.public_key)
+    def _key(self, key_id: str) -> tuple[CustodyClient, str, bytes]:
+        """The key's owner (its tenant's client), scheme and public key."""
+        known = self._keys.get(key_id)
+        if known is not None:
+            return known
+        for client in self.clients.values():
+            try:
+                key = client.get_key(key_id)
+            except grpc.RpcError as exc:
+                failure = _rpc_failure(key_id, exc)
+                if failure.code is SnapshotCode.UNKNOWN_KEY:
+                    continue  # another tenant's key, or no key at all
+                raise failure from None
+            scheme = SCHEME_NAMES.get(key.scheme)
+            if scheme not in control.SCHEMES:
+                raise SnapshotError(SnapshotCode.UNKNOWN_KEY, f"{key_id}: unsupported scheme")
+            self._keys[key_id] = (client, scheme, bytes(key.public_key))
+            return self._keys[key_id]
+        tenants = ", ".join(self.clients)
+        raise SnapshotError(
+            SnapshotCode.UNKNOWN_KEY, f"no tenant ({tenants}) of the cluster has a key {key_id}"
+        )
 
     def __call__(self, key_id: str, challenge: Challenge) -> tuple[str, bytes, bytes]:
-        scheme, public_key = self._key(key_id)
-        tag = b"custody-por/v1/request\0" + key_id.encode() + b"\0" + challenge.digest
+        client, scheme, public_key = self._key(key_id)
+        tag = f"{enc.TAG_PREFIX}request".encode() + b"\0" + key_id.encode() + b"\0"
+        tag += challenge.digest
         try:
-            result = self.client.submit(
+            result = client.submit(
                 key_id,
                 request_type=RequestType.POR_ATTESTATION,
                 chain=OFFCHAIN,

@@ -36,16 +36,19 @@ class SoftwareKeys:
 def custody_keys() -> list[CustodyKey]:
     return [
         CustodyKey(key_id="k-ecdsa", balances={"BTC": 10**9}, address="bc1qexample"),
-        CustodyKey(key_id="k-bip340", balances={"BTC": 5, "ETH": 7 * 10**9}),
+        CustodyKey(key_id="k-bip340", balances={"BTC": 5, "ETH": 10**12 + 1}),  # wei
         CustodyKey(key_id="k-ed25519", balances={"USDC": 10**12}),
     ]
 
 
 def rows(n: int, tenants: tuple[str, ...] = ("acme", "globex")) -> list[tuple[str, str, int]]:
+    """Ledger rows in minor units; ETH (wei) is ``7i`` gwei and ``i`` wei, so ``7i + 1``
+    gwei once rounded up (the default ETH unit is gwei)."""
     out = []
     for i in range(n):
         cid = f"{tenants[i % len(tenants)]}/cust-{i:04d}"
-        out += [(cid, "BTC", 1000 * i + 1), (cid, "ETH", 7 * i), (cid, "USDC", (i * 7919) % 1000)]
+        eth = 7 * i * 10**9 + i
+        out += [(cid, "BTC", 1000 * i + 1), (cid, "ETH", eth), (cid, "USDC", (i * 7919) % 1000)]
     return out
 
 

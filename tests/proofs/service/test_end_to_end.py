@@ -39,11 +39,13 @@ from signer_nodes.serving import serve_mtls
 from tests.service.conftest import RunningCluster
 
 CUSTODY_POR = str(Path(sys.executable).with_name("custody-por"))
+# Minor units: satoshi and wei (ETH is counted in gwei in the snapshot; 18.5 ETH is
+# more than 2^64 wei).
 LIABILITIES = """customer_id,asset,amount
 acme/alice,BTC,150000000
-acme/alice,ETH,2000000000
+acme/alice,ETH,2000000000000000000
 acme/bob,BTC,5
-globex/carol,ETH,18000000000
+globex/carol,ETH,18500000000000000001
 globex/dave,BTC,0
 """
 
@@ -109,7 +111,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         (root / "assets.csv").write_text(
             "key_id,address,asset,amount\n"
             f"{bip.key_id},bc1p-example,BTC,200000000\n"
-            f"{ed.key_id},,ETH,20000000000\n"
+            f"{ed.key_id},,ETH,20500000001999999999\n"
         )
         out = root / "out"
         code, result = _snapshot(
@@ -147,8 +149,10 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
 def test_snapshot_is_published_with_threshold_proof_of_control(world: World) -> None:
     raw = json.loads((world.out / "snapshot.json").read_text())
     assert {c["scheme"] for c in raw["custody"]} == {"eddsa-ed25519", "schnorr-bip340"}
-    assert raw["liabilities"] == {"BTC": "150000005", "ETH": "20000000000"}
-    assert raw["reserves"] == {"BTC": "200000000", "ETH": "20000000000"}
+    assert raw["unit_exponents"] == {"BTC": 0, "ETH": 9}
+    # carol's 1 wei above 18.5 ETH rounds up to a whole gwei, the key's 999999999 wei down
+    assert raw["liabilities"] == {"BTC": "150000005", "ETH": "20500000001"}
+    assert raw["reserves"] == {"BTC": "200000000", "ETH": "20500000001"}
     assert raw["cutoff"] == "2024-06-30T00:00:00Z" and raw["leaf_count"] == 4
     assert world.result["service_public_key"] == world.service_key
     names = sorted(p.name for p in (world.out / "proofs").iterdir())
@@ -181,12 +185,20 @@ def _edit_signature(raw: dict[str, Any], i: int) -> None:
 
 def _edit_balance(raw: dict[str, Any]) -> None:
     entry = next(c for c in raw["custody"] if c["balances"]["BTC"] != "0")
-    entry["balances"]["BTC"] = str(int(entry["balances"]["BTC"]) + 1)
+    entry["balances"]["BTC"] = entry["minor_balances"]["BTC"] = str(
+        int(entry["balances"]["BTC"]) + 1
+    )
+
+
+def _edit_rounding(raw: dict[str, Any]) -> None:
+    entry = next(c for c in raw["custody"] if c["balances"]["ETH"] != "0")
+    entry["balances"]["ETH"] = raw["reserves"]["ETH"] = str(int(entry["balances"]["ETH"]) + 1)
 
 
 def _edit_balance_and_reserves(raw: dict[str, Any]) -> None:
     entry = next(c for c in raw["custody"] if c["balances"]["BTC"] != "0")
     entry["balances"]["BTC"] = raw["reserves"]["BTC"] = "150000004"
+    entry["minor_balances"]["BTC"] = "150000004"
 
 
 @pytest.mark.parametrize(
@@ -195,6 +207,7 @@ def _edit_balance_and_reserves(raw: dict[str, Any]) -> None:
         (lambda raw: _edit_signature(raw, 0), "POR_BAD_CONTROL_SIGNATURE"),
         (lambda raw: _edit_signature(raw, 1), "POR_BAD_CONTROL_SIGNATURE"),
         (_edit_balance, "POR_RESERVES_MISMATCH"),
+        (_edit_rounding, "POR_UNIT_ROUNDING"),
         (_edit_balance_and_reserves, "POR_INSOLVENT"),
     ],
 )
@@ -233,7 +246,7 @@ def test_customer_fetches_its_proof_with_the_tenant_certificate(
     (tmp_path / "s.json").write_text(snap.snapshot_json)
     (tmp_path / "p.json").write_text(got.proof_json)
     argv = ["verify", "--snapshot", str(tmp_path / "s.json"), "--proof", str(tmp_path / "p.json")]
-    expect = ["--expect", "BTC=150000000", "--expect", "ETH=2000000000"]
+    expect = ["--expect", "BTC=150000000", "--expect-minor", "ETH=2000000000000000000"]
     assert custody_por([*argv, "--service-key", world.service_key, *expect]) == 0
 
 
@@ -244,13 +257,19 @@ def test_another_tenant_cannot_fetch_it(world: World) -> None:
     assert info.value.code() == grpc.StatusCode.PERMISSION_DENIED
     assert reason_of(info.value) == "CUSTOMER_NOT_OF_TENANT"
     own = globex.GetInclusionProof(pb.GetInclusionProofRequest(customer_id="globex/carol"))
-    assert json.loads(own.proof_json)["balances"] == {"BTC": "0", "ETH": "18000000000"}
+    assert json.loads(own.proof_json)["balances"] == {"BTC": "0", "ETH": "18500000001"}
 
 
 @pytest.mark.parametrize(
     ("body", "code", "words"),
     [
         (LIABILITIES + "acme/erin,BTC,-3\n", "POR_BALANCE_RANGE", "CSV line 7: amount '-3'"),
+        (
+            LIABILITIES + f"acme/erin,ETH,{2**64 * 10**9}\n",
+            "POR_BALANCE_RANGE",
+            "CSV line 7: ETH amount 18446744073709551616000000000 is 18446744073709551616"
+            " units of 10^9 minor units, not below 2^64; declare a larger unit for ETH",
+        ),
         (
             LIABILITIES.replace("acme/bob,BTC,5", "acme/bob,BTC"),
             "POR_MALFORMED",

@@ -35,7 +35,12 @@ class Service:
         self.ca = ca.save(root / "ca").read_bytes()
         self.certs = {
             name: ca.issue(name, unit, root / name, "client", server=False, client=True)
-            for name, unit in [("acme", "tenant"), ("globex", "tenant"), ("auditor", "auditor")]
+            for name, unit in [
+                ("acme", "tenant"),
+                ("globex", "tenant"),
+                ("auditor", "auditor"),
+                ("node-1", "node"),  # a certificate of the CA that is no reader
+            ]
         }
         server_cert = ca.issue(
             "coordinator", "coordinator", root / "srv", "server", server=True, client=False
@@ -115,7 +120,8 @@ def test_tenant_gets_its_customers_proof_which_verifies(service: Service) -> Non
         json.loads(got.proof_json),
         trusted_service_key=SERVICE.public_key,
         customer_id="acme/cust-0002",
-        expected_balances={"BTC": 2001, "ETH": 14},
+        expected_balances={"BTC": 2001, "ETH": 15},
+        expected_minor_balances={"ETH": 14 * 10**9 + 2},  # rounded up to 15 gwei
     )
     assert report.snapshot_id == "por-2"
     older = acme.GetInclusionProof(
@@ -147,6 +153,18 @@ def test_auditor_reads_snapshots_but_no_proofs(service: Service) -> None:
     assert _reason(
         lambda: auditor.GetInclusionProof(pb.GetInclusionProofRequest(customer_id="acme/cust-0000"))
     ) == (grpc.StatusCode.PERMISSION_DENIED, "NOT_A_TENANT")
+
+
+def test_other_certificates_of_the_ca_read_nothing(service: Service) -> None:
+    node = service.stub("node-1")
+    denied = (grpc.StatusCode.PERMISSION_DENIED, "NOT_A_READER")
+    assert _reason(lambda: node.ListSnapshots(pb.ListSnapshotsRequest())) == denied
+    assert _reason(lambda: node.GetSnapshot(pb.GetSnapshotRequest())) == denied
+    request = pb.GetInclusionProofRequest(customer_id="acme/cust-0000")
+    assert _reason(lambda: node.GetInclusionProof(request)) == (
+        grpc.StatusCode.PERMISSION_DENIED,
+        "NOT_A_TENANT",
+    )
 
 
 def test_listing_pages(service: Service) -> None:

@@ -42,11 +42,23 @@ def test_snapshot_of_three_schemes_audits_and_every_proof_verifies(tmp_path: Pat
     )
     assert {a.asset: a.reserves for a in report.assets} == {
         "BTC": 10**9 + 5,
-        "ETH": 7 * 10**9,
+        "ETH": 1000,  # 10^12 + 1 wei rounded down to gwei
         "USDC": 10**12,
     }
+    # ETH is counted in gwei by default; every customer's wei rounds up to its proof
+    assert dict(zip(snap.assets, snap.unit_exponents, strict=True)) == {
+        "BTC": 0,
+        "ETH": 9,
+        "USDC": 0,
+    }
+    wei = {cid: amount for cid, asset, amount in rows(9) if asset == "ETH"}
     for row, cid in enumerate(built.liabilities.customer_ids):
-        verifier.verify_customer(built.raw, built.proof(row).to_json(), customer_id=cid)
+        verifier.verify_customer(
+            built.raw,
+            built.proof(row).to_json(),
+            customer_id=cid,
+            expected_minor_balances={"ETH": wei[cid]},
+        )
     path = tmp_path / "s.json"
     path.write_bytes(canonical_json(built.raw))
     assert (
