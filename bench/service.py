@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import statistics
 import sys
 import tempfile
@@ -59,12 +60,24 @@ def _percentiles(samples: list[float]) -> dict[str, float]:
     }
 
 
+def _cpu_seconds(pids: dict[str, int]) -> dict[str, float]:
+    """User + system CPU time of each process so far (Linux /proc): what a request costs
+    each process, independent of what else the machine is running."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    out = {}
+    for name, pid in pids.items():
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        out[name] = (int(fields[11]) + int(fields[12])) / ticks
+    return out
+
+
 def _run(
     client: CustodyClient,
     scheme: str,
     key: Any,
     requests: int,
     concurrency: int,
+    pids: dict[str, int],
     before: Any = None,
 ) -> dict[str, Any]:
     def one(i: int) -> float:
@@ -78,14 +91,19 @@ def _run(
         _verify(scheme, result.public_key, result.signed_digest, result.signature)
         return elapsed
 
+    cpu_before = _cpu_seconds(pids)
     started = time.perf_counter()
     with ThreadPoolExecutor(concurrency) as pool:
         latencies = list(pool.map(one, range(requests)))
     wall = time.perf_counter() - started
+    cpu_after = _cpu_seconds(pids)
     return {
         "latency_ms": _percentiles(latencies),
         "throughput_per_s": round(requests / wall, 1),
         "requests": requests,
+        "cpu_ms_per_request": {
+            name: round((cpu_after[name] - cpu_before[name]) * 1000 / requests, 2) for name in pids
+        },
     }
 
 
@@ -132,7 +150,11 @@ def main(argv: list[str] | None = None) -> int:
             _wait_for_presignatures(store, key.key_id, args.nodes, args.t, args.requests)
         for i in range(10):  # warm-up
             client.sign(key.key_id, message=b"warm-up %d" % i)
-        warm = _run(client, args.scheme, key, args.requests, args.concurrency)
+        pids = {
+            p["name"]: int(p["pid"])
+            for p in json.loads((root / "cluster.json").read_text())["processes"]
+        }
+        warm = _run(client, args.scheme, key, args.requests, args.concurrency, pids)
 
         def drain() -> None:
             with store.transaction() as s:
@@ -143,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
                         .values(state="used")
                     )
 
-        cold = _run(client, args.scheme, key, max(20, args.requests // 5), 1, before=drain)
+        cold = _run(client, args.scheme, key, max(20, args.requests // 5), 1, pids, before=drain)
     result = {
         "scheme": args.scheme,
         "nodes": args.nodes,
@@ -163,6 +185,8 @@ def main(argv: list[str] | None = None) -> int:
             print(
                 f"{name:<12} p50 {lat['p50']:>7} ms  p95 {lat['p95']:>7} ms  p99 {lat['p99']:>7} ms  throughput {r['throughput_per_s']}/s ({r['requests']} requests)"
             )
+            cpu = ", ".join(f"{k} {v} ms" for k, v in r["cpu_ms_per_request"].items())
+            print(f"{'':<12} CPU per request: {cpu}")
     return 0
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 from bisect import bisect_right
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from functools import lru_cache
 
 from policy._codec import ZERO_HASH, hash_tagged, i64, lps, uint_var
 from policy.document import VelocityScope
@@ -145,8 +146,10 @@ class History:
         return len(times) - i, prefix[-1] - prefix[i]
 
 
+@lru_cache(maxsize=1 << 16)
 def chain_step(prev: bytes, entry: HistoryEntry) -> bytes:
-    """``head_k = SHA-256(tag("history") || head_{k-1} || encode(entry_k))``."""
+    """``head_k = SHA-256(tag("history") || head_{k-1} || encode(entry_k))``. Memoized: a
+    peer's report repeats the same chain for every request of a velocity window."""
     return hash_tagged("history", prev, entry.encode())
 
 

@@ -93,6 +93,10 @@ API_NAMES = {internal: api for api, internal in API_SCHEMES.items()}
 WAITING_CODES = frozenset({"APPROVAL_MISSING", "APPROVAL_EXPIRED"})
 
 
+# How far the in-memory view may lag behind the window before it is pruned.
+VIEW_PRUNE_SECONDS = 600
+
+
 def path_string(path: tuple[int, ...]) -> str:
     return "m" + "".join(f"/{i}" for i in path) if path else ""
 
@@ -156,6 +160,9 @@ class Coordinator:
         self.background = ThreadPoolExecutor(max_workers=4, thread_name_prefix="coord-bg")
         self._request_locks: dict[tuple[str, str], threading.Lock] = defaultdict(threading.Lock)
         self._tenant_locks: dict[str, threading.Lock] = defaultdict(threading.Lock)
+        # tenant -> (the oldest timestamp it covers, request id -> recorded signature)
+        self._views: dict[str, tuple[int, dict[str, node_pb2.HistoryEntry]]] = {}
+        self._view_lock = threading.Lock()
         self._locks_guard = threading.Lock()
         self._packages: dict[tuple[str, bytes, str], PublicKeyPackage] = {}
         self._stopping = threading.Event()
@@ -696,10 +703,7 @@ class Coordinator:
         now = int(time.time())
         # The coordinator's account: what it recorded, plus signatures the signers report
         # that it has not recorded yet (in flight on another thread when it asked).
-        view = {
-            e.request_id: entry_to_proto(e)
-            for e in approvals.coordinator_view(req.tenant, now - window - 60)
-        }
+        view = self._signed_view(req.tenant, now - window - 60)
         for report in reports.values():
             for entry in report.entries:
                 if entry.tenant == req.tenant:
@@ -739,11 +743,35 @@ class Coordinator:
                     reason=reason_of(exc) or exc.code().name,
                 )
 
+    def _signed_view(self, tenant: str, after: int) -> dict[str, node_pb2.HistoryEntry]:
+        """The tenant's recorded signatures newer than ``after``, as wire entries: read
+        from the governance store once per tenant, then kept in memory (this process is
+        the only writer, :meth:`_record_signed`), so a request does not reload a whole
+        velocity window."""
+        with self._view_lock:
+            cached = self._views.get(tenant)
+            if cached is None or cached[0] > after:
+                entries = self.governance.approvals.coordinator_view(tenant, after)
+                cached = (after, {e.request_id: entry_to_proto(e) for e in entries})
+                self._views[tenant] = cached
+            floor, view = cached
+            if after - floor > VIEW_PRUNE_SECONDS:  # drop what left every window
+                for rid in [r for r, e in view.items() if e.timestamp <= after]:
+                    del view[rid]
+                self._views[tenant] = (after, view)
+            return {rid: e for rid, e in view.items() if e.timestamp > after}
+
     def _record_signed(self, req: SigningRequest) -> None:
+        entry = HistoryEntry.for_request(req, int(time.time()))
         try:
-            self.governance.approvals.record_signed(HistoryEntry.for_request(req, int(time.time())))
+            self.governance.approvals.record_signed(entry)
         except GovernanceRefused as exc:  # pragma: no cover - ids are checked at intake
             log.error("history_record_failed", request_id=req.request_id, code=exc.code)
+            return
+        with self._view_lock:
+            cached = self._views.get(req.tenant)
+            if cached is not None:
+                cached[1].setdefault(entry.request_id, entry_to_proto(entry))
 
     def _node_refused(
         self, row: SignatureRequestRow, node_id: int, exc: grpc.RpcError

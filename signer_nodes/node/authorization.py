@@ -13,6 +13,7 @@ and :class:`policy.payloads.PayloadCode`.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
@@ -115,19 +116,44 @@ def approval_to_proto(a: Approval) -> gpb.Approval:
 
 
 def entry_from_proto(m: node_pb2.HistoryEntry) -> HistoryEntry:
+    """Checked conversion. The same entries arrive with every request of a velocity
+    window, so valid ones are memoized by value (the check is the costly part)."""
     try:
-        return HistoryEntry(
-            request_id=m.request_id,
-            request_digest=m.request_digest,
-            key_id=m.key_id,
-            initiator=m.initiator,
-            tenant=m.tenant,
-            asset=m.asset,
-            amount=int(m.amount or "0"),
-            timestamp=m.timestamp,
+        return _entry(
+            m.request_id,
+            m.request_digest,
+            m.key_id,
+            m.initiator,
+            m.tenant,
+            m.asset,
+            m.amount,
+            m.timestamp,
         )
     except ValueError as exc:
         raise _bad("history entry", exc) from None
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _entry(
+    request_id: str,
+    request_digest: bytes,
+    key_id: str,
+    initiator: str,
+    tenant: str,
+    asset: str,
+    amount: str,
+    timestamp: int,
+) -> HistoryEntry:
+    return HistoryEntry(
+        request_id=request_id,
+        request_digest=request_digest,
+        key_id=key_id,
+        initiator=initiator,
+        tenant=tenant,
+        asset=asset,
+        amount=int(amount or "0"),
+        timestamp=timestamp,
+    )
 
 
 def entry_to_proto(e: HistoryEntry) -> node_pb2.HistoryEntry:
