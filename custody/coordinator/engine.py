@@ -93,6 +93,8 @@ API_NAMES = {internal: api for api, internal in API_SCHEMES.items()}
 WAITING_CODES = frozenset({"APPROVAL_MISSING", "APPROVAL_EXPIRED"})
 
 
+# Governance states after which a request waiting for approvals can never be signed.
+CLOSED_GOVERNANCE_STATES = frozenset({"REJECTED", "EXPIRED", "CANCELLED"})
 # How far the in-memory view may lag behind the window before it is pruned.
 VIEW_PRUNE_SECONDS = 600
 
@@ -531,16 +533,31 @@ class Coordinator:
         )
 
     def on_request_changed(self, status: Any) -> None:
-        """Governance callback: an approval arrived; sign if the request is now allowed."""
-        if status.code is not None:
-            return
+        """Governance callback: an approval arrived (sign if the request is now allowed),
+        or the request was rejected, cancelled by its initiator or expired (it fails with
+        that reason: it can never be signed)."""
         tenant, _, request_id = status.request.request_id.partition(":")
         try:
             row = self.get_request(tenant, request_id)
         except ServiceError:
             return
-        if row.state == "PENDING_APPROVAL":
+        if row.state != "PENDING_APPROVAL":
+            return
+        if status.code is None:
             self.background.submit(self._resume_one, row)
+            return
+        if status.state not in CLOSED_GOVERNANCE_STATES:
+            return  # still waiting (for approvals, or for a block to lift)
+        code = str(getattr(status.code, "value", status.code))
+        with self._lock_for(tenant, request_id):
+            if self.get_request(tenant, request_id).state == "PENDING_APPROVAL":
+                self.store.finish_request(
+                    tenant,
+                    request_id,
+                    state="FAILED",
+                    error_code=code,
+                    error_message=f"the request is {str(status.state).lower()}: {status.detail}",
+                )
 
     def get_request(self, tenant: str, request_id: str) -> SignatureRequestRow:
         with self.store.transaction() as s:
