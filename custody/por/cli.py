@@ -103,7 +103,6 @@ def _call(data_dir: Path, identity: str, as_json: bool, fn: Callable[[ProofClien
         _fail(exc.code, str(exc), 2, as_json)
     except grpc.RpcError as exc:
         _fail(reason_of(exc) or exc.code().name, str(exc.details()), 1, as_json)
-    raise AssertionError("unreachable")
 
 
 def _summary(s: Any) -> dict[str, Any]:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
+import hashlib
 import json
 import os
 import secrets
@@ -29,6 +30,7 @@ from typing import Any
 
 import grpc
 import pytest
+import sqlalchemy
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
@@ -37,6 +39,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from typer.testing import CliRunner
 
+from custody._pb.custody.governance.v1 import governance_pb2
 from custody._pb.custody.por.v1 import por_pb2 as pb
 from custody._pb.custody.por.v1 import por_pb2_grpc
 from custody._pb.custody.v1 import custody_pb2
@@ -360,6 +363,48 @@ def test_ecdsa_proof_of_control_is_standard_ecdsa_over_the_challenge(world: Worl
     assert 0 < int.from_bytes(sig[32:], "big") <= n // 2  # low s
     assert _ecdsa_verifies(pub, sig, _challenge(world.raw()))
     assert not _ecdsa_verifies(pub, sig, _challenge(world.raw(world.later)))
+
+
+def test_each_key_attested_through_the_policy_path_as_its_tenants_por_initiator(
+    world: World,
+) -> None:
+    """The coordinator's records of the attestations: one ``por_attestation`` request per
+    custody key, signed by the owning tenant's ``-por`` initiator, whose payload is the
+    challenge preimage and whose signed digest is what section 4 says (SHA-256 of the
+    challenge for ECDSA, the challenge itself otherwise)."""
+    raw = world.raw()
+    challenge = _challenge(raw)
+    owners = {
+        world.keys.ecdsa: "acme",
+        world.keys.bip340: "acme",
+        world.keys.ed25519: "acme",
+        world.keys.globex_bip340: "globex",
+    }
+    engine = sqlalchemy.create_engine(world.running.config.coordinator_database_url())
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(
+                sqlalchemy.text(
+                    "SELECT tenant, key_id, payload_kind, payload, signing_request,"
+                    " signed_digest, state, signature FROM signature_requests"
+                    " WHERE payload_kind = 'por_attestation'"
+                )
+            ).all()
+    finally:
+        engine.dispose()
+    ours = [r for r in rows if hashlib.sha256(bytes(r.payload)).digest() == challenge]
+    assert sorted(r.key_id for r in ours) == sorted(owners)
+    for row in ours:
+        request = governance_pb2.SigningRequest.FromString(bytes(row.signing_request))
+        assert row.tenant == request.tenant == owners[row.key_id]
+        assert request.initiator == f"{row.tenant}-por"
+        assert request.request_type == "por_attestation" and row.state == "SUCCEEDED"
+        entry = world.entry(row.key_id)
+        ecdsa = entry["scheme"] == "ecdsa-secp256k1"
+        assert bytes(row.signed_digest) == (
+            hashlib.sha256(challenge).digest() if ecdsa else challenge
+        )
+        assert bytes(row.signature).hex() == entry["signature"]
 
 
 def _resigned(world: World, raw: dict[str, Any], path: Path) -> Path:
