@@ -16,7 +16,21 @@ policy change, only approvals under the new version count (:meth:`approvals_for`
 Request states: ``PENDING_APPROVAL``, ``APPROVED``, ``ALLOWED`` (no approval needed),
 ``REJECTED`` (a valid rejection: final), ``BLOCKED`` (the policy blocks it now; a velocity
 block may lift later), ``EXPIRED`` (older than the policy's ``request_max_age_seconds``:
-final), ``SIGNED`` (recorded by :meth:`record_signed`: final).
+final), ``SIGNED`` (recorded by :meth:`record_signed`: final), ``CANCELLED`` (withdrawn by
+its initiator while it waited: final).
+
+**Cancellation** (:meth:`RequestApprovals.cancel`). The request's own initiator may
+withdraw it while it is not cleared for signing, with an Ed25519 signature over
+``tag("request-cancellation") || lp(initiator) || request_digest`` (framing of
+``docs/policy-format.md`` §1; a statement of this service, like an officer's rejection:
+nodes never see it). Under the request's row lock, in one transaction with its audit
+record, the request is re-assessed and becomes ``CANCELLED`` only if it is
+``PENDING_APPROVAL`` or ``BLOCKED``; approvals take the same lock, so an approval and a
+cancellation are ordered: an approval after the cancellation is ``REQUEST_CLOSED``, a
+cancellation after the approval that cleared the request is ``REQUEST_APPROVED``. Once
+cancelled, the request's status carries ``REQUEST_CANCELLED``, so :meth:`register` (which
+the coordinator calls before it signs) never clears it again, and :meth:`approvals_for`
+gives no approvals for it.
 """
 
 from __future__ import annotations
@@ -25,6 +39,7 @@ import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -32,6 +47,7 @@ from custody.governance.chain import PolicyGovernance
 from custody.governance.errors import Fault, GovernanceRefused
 from custody.governance.store import GovernanceStore
 from custody.governance.tables import PendingRequestRow, RequestApprovalRow, SignedEntryRow
+from policy._codec import ed25519_ok, lps, tag
 from policy.audit import AuditKind
 from policy.errors import ReasonCode
 from policy.evaluate import Outcome, check_approvals, evaluate
@@ -48,7 +64,24 @@ from policy.request import (
 
 PENDING_APPROVAL, APPROVED, ALLOWED = "PENDING_APPROVAL", "APPROVED", "ALLOWED"
 REJECTED, BLOCKED, SIGNED, EXPIRED = "REJECTED", "BLOCKED", "SIGNED", "EXPIRED"
-FINAL = frozenset({REJECTED, SIGNED, EXPIRED})
+CANCELLED = "CANCELLED"
+FINAL = frozenset({REJECTED, SIGNED, EXPIRED, CANCELLED})
+CANCELLABLE = frozenset({PENDING_APPROVAL, BLOCKED})
+REQUEST_CANCELLED = "REQUEST_CANCELLED"
+"""The ``code`` of a cancelled request's status: why it can never be signed."""
+
+
+def cancellation_message(initiator: str, digest: bytes) -> bytes:
+    """What an initiator signs to cancel its request:
+    ``tag("request-cancellation") || lp(initiator) || request_digest``."""
+    if len(digest) != 32:
+        raise ValueError("a request digest is 32 bytes")
+    return tag("request-cancellation") + lps(initiator) + digest
+
+
+def sign_cancellation(key: Ed25519PrivateKey, initiator: str, request: SigningRequest) -> bytes:
+    """Initiator-side helper: the signature that cancels ``request``."""
+    return key.sign(cancellation_message(initiator, request_digest(request)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -399,6 +432,10 @@ class RequestApprovals:
             self.history(row.tenant, now, session=s),
             now,
         )
+        if row.state == CANCELLED:
+            return replace(
+                status, state=CANCELLED, code=REQUEST_CANCELLED, detail="cancelled by its initiator"
+            )
         if row.state in FINAL:
             return replace(status, state=row.state)
         if force_audit or status.state != row.state:
@@ -443,10 +480,87 @@ class RequestApprovals:
             ]
 
     def approvals_for(self, tenant: str, request_id: str) -> tuple[Approval, ...]:
-        """The approvals to send to the nodes with the request (active version only)."""
+        """The approvals to send to the nodes with the request (active version only);
+        none for a cancelled request, so that nodes refuse one that needs approvals even
+        if it were sent to them."""
         with self.store.transaction() as s:
             row = s.get(PendingRequestRow, (tenant, request_id))
-            return () if row is None else self._stored_approvals(s, row)
+            if row is None or row.state == CANCELLED:
+                return ()
+            return self._stored_approvals(s, row)
+
+    def cancel(
+        self,
+        tenant: str,
+        request_id: str,
+        *,
+        initiator: str,
+        signature: bytes,
+        now: int | None = None,
+    ) -> RequestStatus:
+        """Cancel a request waiting for approvals, on its initiator's signed word (module
+        docstring). Idempotent: cancelling a cancelled request again returns its status.
+        Refusals, nothing changed: ``REQUEST_NOT_FOUND``, ``NOT_THE_INITIATOR``,
+        ``INITIATOR_UNKNOWN``, ``INITIATOR_TENANT_MISMATCH``,
+        ``INITIATOR_SIGNATURE_INVALID``, ``REQUEST_CLOSED`` (signed, rejected or
+        expired), ``REQUEST_APPROVED`` (cleared for signing: the coordinator may be
+        signing it). Calls ``on_request_changed`` after the commit."""
+        now = self.store.clock() if now is None else now
+        policy = self.chain.active().policy
+        with self._lock, self.store.transaction() as s:
+            row = self._load(s, tenant, request_id)
+            if initiator != row.initiator:
+                raise GovernanceRefused(
+                    "NOT_THE_INITIATOR", Fault.FORBIDDEN, "only the request's initiator cancels it"
+                )
+            registered = policy.document.initiators.get(initiator)
+            if registered is None:
+                raise GovernanceRefused("INITIATOR_UNKNOWN", Fault.FORBIDDEN, initiator)
+            if registered.tenant != tenant:
+                raise GovernanceRefused("INITIATOR_TENANT_MISMATCH", Fault.FORBIDDEN, initiator)
+            if not ed25519_ok(
+                policy.initiator_verifiers[initiator],
+                signature,
+                cancellation_message(initiator, row.request_digest),
+            ):
+                raise GovernanceRefused("INITIATOR_SIGNATURE_INVALID", Fault.INVALID, initiator)
+            if row.state == CANCELLED:
+                return self._status(s, row, now)
+            if row.state in FINAL:
+                raise GovernanceRefused(
+                    "REQUEST_CLOSED", Fault.CONFLICT, f"request is {row.state.lower()}"
+                )
+            current = self._status(s, row, now)
+            if current.state in FINAL:  # expired or rejected just now: refused, rolled back
+                raise GovernanceRefused(
+                    "REQUEST_CLOSED", Fault.CONFLICT, f"request is {current.state.lower()}"
+                )
+            if current.state not in CANCELLABLE:
+                raise GovernanceRefused(
+                    "REQUEST_APPROVED",
+                    Fault.CONFLICT,
+                    f"request is {current.state.lower()}: it may be being signed",
+                )
+            row.state = CANCELLED
+            self.store.audit(
+                AuditKind.DECISION,
+                {
+                    "tenant": tenant,
+                    "request_id": request_id,
+                    "request_digest": row.request_digest.hex(),
+                    "state": CANCELLED,
+                    "code": REQUEST_CANCELLED,
+                    "cancelled_by": initiator,
+                    "signature": signature.hex(),
+                    "policy_version": current.policy_number,
+                },
+                session=s,
+            )
+            s.flush()
+            status = self._status(s, row, now)
+        if self.on_request_changed is not None:
+            self.on_request_changed(status)
+        return status
 
     def decide(
         self,

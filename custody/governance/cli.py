@@ -27,7 +27,13 @@ from rich.table import Table
 from custody._pb.custody.governance.v1 import governance_pb2 as pb
 from custody.config import ConfigError
 from custody.governance.client import ClientCheckFailed, GovernanceClient
-from custody.governance.genesis import approver_key_path, governance_root, officer_key_path
+from custody.governance.genesis import (
+    approver_key_path,
+    governance_root,
+    initiator_id,
+    initiator_key_path,
+    officer_key_path,
+)
 from custody.governance.keys import KeyFileError, load_private_key, load_public_key
 from custody.governance.service import PROPOSAL_STATE_NAMES, PROPOSAL_STATES, REQUEST_STATES
 from custody.governance.wiring import AUDIT_KEY_FILE
@@ -397,6 +403,25 @@ def approvals_reject(
         expires_in,
         as_json,
     )
+
+
+@approvals_app.command("cancel")
+def approvals_cancel(
+    tenant: str = typer.Argument(...),
+    request_id: str = typer.Argument(...),
+    data_dir: Path = DATA_DIR,
+    initiator: str | None = typer.Option(
+        None, "--initiator", help="the request's initiator (default: <tenant>-initiator)"
+    ),
+    key_file: Path | None = KEY_FILE,
+    as_json: bool = JSON,
+) -> None:
+    """Withdraw a request waiting for approvals, signed by its initiator: final, no
+    approval counts for it any more and it is never signed. Money reserved for it is
+    released by whoever reserved it (``custody payment cancel`` does both)."""
+    who = initiator or initiator_id(tenant)
+    key = _key(data_dir, key_file, initiator_key_path, who)
+    _print_decision(_call(data_dir, lambda c: c.cancel(tenant, request_id, who, key)), as_json)
 
 
 # --------------------------------------------------------------------------- audit

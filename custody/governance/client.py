@@ -22,6 +22,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from custody._pb.custody.governance.v1 import governance_pb2 as pb
 from custody._pb.custody.governance.v1 import governance_pb2_grpc
 from custody.config import ClusterConfig
+from custody.governance.approvals import sign_cancellation
 from custody.governance.chain import sign_rejection
 from policy.governance import PolicyVersion, sign_version
 from policy.request import ApprovalDecision, SigningRequest, sign_approval
@@ -226,6 +227,33 @@ class GovernanceClient:
             else self.stub.RejectRequest
         )
         result: pb.RequestDecision = call(message)
+        return result
+
+    # -- initiators --------------------------------------------------------------------
+
+    def cancel(
+        self, tenant: str, request_id: str, initiator: str, key: Ed25519PrivateKey
+    ) -> pb.RequestDecision:
+        """Cancel a request waiting for approvals as its ``initiator``, after recomputing
+        its digest from the fields received (the cancellation signs that digest)."""
+        current = self.decision(tenant, request_id)
+        request = signing_request(current.request)
+        if (request.tenant, request.request_id) != (tenant, request_id) or (
+            request.digest() != current.request_digest
+        ):
+            raise ClientCheckFailed("SERVER_MISMATCH", "the request does not match its digest")
+        if request.initiator != initiator:
+            raise ClientCheckFailed(
+                "NOT_THE_INITIATOR", f"the request's initiator is {request.initiator}"
+            )
+        result: pb.RequestDecision = self.stub.CancelRequest(
+            pb.CancelRequestRequest(
+                tenant=tenant,
+                request_id=request_id,
+                initiator=initiator,
+                signature=sign_cancellation(key, initiator, request),
+            )
+        )
         return result
 
     # -- audit -------------------------------------------------------------------------

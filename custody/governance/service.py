@@ -55,6 +55,7 @@ REQUEST_STATES = {
     "BLOCKED": pb.REQUEST_STATE_BLOCKED,
     "SIGNED": pb.REQUEST_STATE_SIGNED,
     "EXPIRED": pb.REQUEST_STATE_EXPIRED,
+    "CANCELLED": pb.REQUEST_STATE_CANCELLED,
 }
 
 
@@ -318,6 +319,27 @@ class GovernanceServicer(governance_pb2_grpc.GovernanceServiceServicer):
             if tenant is None:
                 raise _invalid("TENANT_REQUIRED", "name the request's tenant")
             return decision_message(self.approvals.status(tenant, request.request_id))
+
+        return self._run(context, go, request)
+
+    def CancelRequest(
+        self, request: pb.CancelRequestRequest, context: grpc.ServicerContext
+    ) -> pb.RequestDecision:
+        """The initiator's signed cancellation (:meth:`RequestApprovals.cancel`); a tenant
+        certificate may cancel its own tenant's requests only."""
+
+        def go(caller: str) -> pb.RequestDecision:
+            tenant = self._tenant(caller, request.tenant)
+            if tenant is None:
+                raise _invalid("TENANT_REQUIRED", "name the request's tenant")
+            return decision_message(
+                self.approvals.cancel(
+                    tenant,
+                    request.request_id,
+                    initiator=request.initiator,
+                    signature=request.signature,
+                )
+            )
 
         return self._run(context, go, request)
 

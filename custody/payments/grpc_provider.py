@@ -19,6 +19,13 @@ provider only reports how it ended (``docs/payments.md``, "Provider interface"):
   are needed, ``SIGNING_TIMEOUT``), or the request ``FAILED`` for an operational reason
   (:data:`RETRYABLE`, e.g. ``UNAVAILABLE``: fewer than t nodes reachable).
 
+``cancel(request)`` finds the payment's current attempt and, when the coordinator holds
+it ``PENDING_APPROVAL``, sends GovernanceService ``CancelRequest`` with the initiator's
+signed cancellation (``docs/governance.md`` §5). It returns only when governance answers
+that the request is ``CANCELLED``; a cancelled request is final there: no approval is
+accepted for it and the coordinator's pre-evaluation, which gates every signing, refuses
+it with ``REQUEST_CANCELLED``.
+
 **Request ids and retries.** The API id of attempt 0 is the payment's own request id
 (``payment:<id>:<input>``); the signed request's id is ``<tenant>:<api id>``. The
 coordinator answers the same id idempotently, and a ``FAILED`` request is final there,
@@ -45,10 +52,17 @@ from custody._pb.custody.governance.v1 import governance_pb2_grpc
 from custody._pb.custody.v1 import custody_pb2 as pb
 from custody.client import SCHEME_NAMES, CustodyClient, OperationFailed
 from custody.config import ClusterConfig
+from custody.governance.approvals import sign_cancellation
 from custody.governance.genesis import governance_root, initiator_id, initiator_key_path
 from custody.governance.keys import KeyFileError, load_private_key
 from custody.payments.errors import PaymentCode, PaymentError
-from custody.payments.provider import KeyInfo, SignedResult, SigningRefused, SigningUnavailable
+from custody.payments.provider import (
+    CancelRefused,
+    KeyInfo,
+    SignedResult,
+    SigningRefused,
+    SigningUnavailable,
+)
 from policy.request import SigningRequest, sign_request
 from signer_nodes.grpc_errors import reason_of
 
@@ -217,11 +231,9 @@ class CustodyServiceProvider:
             "SIGNING_ATTEMPTS_EXHAUSTED", f"{MAX_ATTEMPTS} attempts failed; the last: {code}"
         )
 
-    def _find_or_submit(
-        self, api_id: str, signing: SigningRequest
-    ) -> tuple[pb.SignatureRequest, bool]:
-        """The request under ``api_id`` if an earlier call submitted it (it must be this
-        request), else submit it now; ``fresh`` says which."""
+    def _find(self, api_id: str, signing: SigningRequest) -> pb.SignatureRequest | None:
+        """The request an earlier call submitted under ``api_id`` (it must be this
+        request), or ``None``."""
         try:
             found: pb.SignatureRequest = self.client.stub.GetSignatureRequest(
                 pb.GetSignatureRequestRequest(request_id=api_id), timeout=RPC_TIMEOUT
@@ -229,11 +241,18 @@ class CustodyServiceProvider:
         except grpc.RpcError as exc:
             if reason_of(exc) != "REQUEST_NOT_FOUND":
                 raise SigningUnavailable(*_rpc_error(exc)[1:]) from None
-        else:
-            if found.request_digest != signing.digest():
-                raise SigningRefused(
-                    "REQUEST_ID_REUSED", f"request id {api_id} names another request"
-                )
+            return None
+        if found.request_digest != signing.digest():
+            raise SigningRefused("REQUEST_ID_REUSED", f"request id {api_id} names another request")
+        return found
+
+    def _find_or_submit(
+        self, api_id: str, signing: SigningRequest
+    ) -> tuple[pb.SignatureRequest, bool]:
+        """The request under ``api_id`` if an earlier call submitted it, else submit it
+        now; ``fresh`` says which."""
+        found = self._find(api_id, signing)
+        if found is not None:
             return found, False
         signature = sign_request(self._initiator_key, self.initiator, signing).signature
         try:
@@ -285,7 +304,7 @@ class CustodyServiceProvider:
                 raise SigningUnavailable(*_rpc_error(exc)[1:]) from None
         return current
 
-    def _check_decision(self, signing: SigningRequest) -> None:
+    def _decision(self, signing: SigningRequest) -> gpb.RequestDecision:
         try:
             decision: gpb.RequestDecision = self._governance.GetRequestDecision(
                 gpb.GetRequestDecisionRequest(tenant=self.tenant, request_id=signing.request_id),
@@ -293,10 +312,92 @@ class CustodyServiceProvider:
             )
         except grpc.RpcError as exc:
             raise SigningUnavailable(*_rpc_error(exc)[1:]) from None
+        return decision
+
+    def _check_decision(self, signing: SigningRequest) -> None:
+        decision = self._decision(signing)
         if decision.request_digest != signing.digest():
             return  # not ours to judge; the coordinator's state decides
-        if decision.state in (gpb.REQUEST_STATE_REJECTED, gpb.REQUEST_STATE_EXPIRED):
-            raise SigningRefused(decision.code or "APPROVAL_REJECTED", decision.detail)
+        if decision.state in _DECIDED:
+            raise SigningRefused(decision.code or _DECIDED[decision.state], decision.detail)
+
+    # -- cancelling --------------------------------------------------------------------
+
+    def cancel(self, request: SigningRequest) -> None:
+        """Cancel the attempt of ``request`` that waits for approvals (module
+        docstring); return once governance says it is ``CANCELLED``."""
+        if (request.tenant, request.initiator) != (self.tenant, self.initiator):
+            raise SigningUnavailable(
+                "PROVIDER_MISMATCH", f"this provider signs for {self.tenant}/{self.initiator}"
+            )
+        current, signing = self._current_attempt(request)
+        if current is None:
+            raise CancelRefused("REQUEST_NOT_PENDING", "no signing request was submitted")
+        state, code = current.state, current.error_code
+        if state == pb.REQUEST_STATE_SUCCEEDED:
+            raise CancelRefused("REQUEST_SIGNED", f"{current.request_id} is signed")
+        if state == pb.REQUEST_STATE_FAILED:
+            if code in RETRYABLE:
+                raise CancelRefused(
+                    "REQUEST_NOT_PENDING", f"the last attempt failed ({code}); nothing waits"
+                )
+            raise SigningRefused(code or "FAILED", current.error_message)
+        if state != pb.REQUEST_STATE_PENDING_APPROVAL:
+            raise CancelRefused("REQUEST_APPROVED", f"{current.request_id} is being signed")
+        message = gpb.CancelRequestRequest(
+            tenant=self.tenant,
+            request_id=signing.request_id,
+            initiator=self.initiator,
+            signature=sign_cancellation(self._initiator_key, self.initiator, signing),
+        )
+        try:
+            decision: gpb.RequestDecision = self._governance.CancelRequest(
+                message, timeout=RPC_TIMEOUT
+            )
+        except grpc.RpcError as exc:
+            refused, reason, text = _rpc_error(exc)
+            if exc.code() == grpc.StatusCode.UNIMPLEMENTED:
+                raise CancelRefused("CANCEL_UNSUPPORTED", "the coordinator cannot cancel") from None
+            if not refused and exc.code() != grpc.StatusCode.PERMISSION_DENIED:
+                raise SigningUnavailable(reason, text) from None  # it may have been cancelled
+            if reason != "REQUEST_CLOSED":
+                raise CancelRefused(reason, text) from None
+            decision = self._decision(signing)  # how it closed decides what follows
+        if decision.request_digest != signing.digest():
+            raise CancelRefused("SERVER_MISMATCH", "governance answered for another request")
+        if decision.state == gpb.REQUEST_STATE_CANCELLED:
+            return
+        if decision.state in _DECIDED:  # rejected or expired first: refused anyway
+            raise SigningRefused(decision.code or _DECIDED[decision.state], decision.detail)
+        if decision.state == gpb.REQUEST_STATE_SIGNED:
+            raise CancelRefused("REQUEST_SIGNED", f"{signing.request_id} is signed")
+        raise CancelRefused("REQUEST_APPROVED", f"{signing.request_id} was not cancelled")
+
+    def _current_attempt(
+        self, request: SigningRequest
+    ) -> tuple[pb.SignatureRequest | None, SigningRequest]:
+        """The latest attempt submitted for ``request`` (attempts after an operational
+        failure only; see :meth:`sign`) and the signed request it carries."""
+        found: pb.SignatureRequest | None = None
+        signing = request
+        for attempt in range(MAX_ATTEMPTS):
+            api_id = service_request_id(self.tenant, request.request_id, attempt)
+            candidate = replace(request, request_id=f"{self.tenant}:{api_id}")
+            current = self._find(api_id, candidate)
+            if current is None:
+                break
+            found, signing = current, candidate
+            if current.state != pb.REQUEST_STATE_FAILED or current.error_code not in RETRYABLE:
+                break
+        return found, signing
+
+
+_DECIDED = {
+    gpb.REQUEST_STATE_REJECTED: "APPROVAL_REJECTED",
+    gpb.REQUEST_STATE_EXPIRED: "REQUEST_EXPIRED",
+    gpb.REQUEST_STATE_CANCELLED: "REQUEST_CANCELLED",
+}
+"""Governance states in which a request waiting for approvals can never be signed."""
 
 
 def service_provider(config: ClusterConfig, tenant: str) -> CustodyServiceProvider:

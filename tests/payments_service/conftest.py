@@ -5,6 +5,16 @@ database, as ``custody payment`` uses them."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
+import pytest
+
+from tests.payments_service.helpers import World, open_world
 from tests.service.conftest import RunningCluster, acme, running  # noqa: F401
 
 __all__ = ["RunningCluster"]
+
+
+@pytest.fixture(scope="module")
+def world(running: RunningCluster) -> Iterator[World]:  # noqa: F811
+    yield from open_world(running)

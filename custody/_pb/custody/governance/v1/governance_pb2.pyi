@@ -62,6 +62,8 @@ class _RequestStateEnumTypeWrapper(google.protobuf.internal.enum_type_wrapper._E
     REQUEST_STATE_SIGNED: _RequestState.ValueType  # 6
     REQUEST_STATE_EXPIRED: _RequestState.ValueType  # 7
     """older than the policy's request_max_age_seconds"""
+    REQUEST_STATE_CANCELLED: _RequestState.ValueType  # 8
+    """withdrawn by its initiator while waiting (code REQUEST_CANCELLED)"""
 
 class RequestState(_RequestState, metaclass=_RequestStateEnumTypeWrapper): ...
 
@@ -75,6 +77,8 @@ REQUEST_STATE_BLOCKED: RequestState.ValueType  # 5
 REQUEST_STATE_SIGNED: RequestState.ValueType  # 6
 REQUEST_STATE_EXPIRED: RequestState.ValueType  # 7
 """older than the policy's request_max_age_seconds"""
+REQUEST_STATE_CANCELLED: RequestState.ValueType  # 8
+"""withdrawn by its initiator while waiting (code REQUEST_CANCELLED)"""
 Global___RequestState: typing_extensions.TypeAlias = RequestState
 
 @typing.final
@@ -579,6 +583,32 @@ class GetRequestDecisionRequest(google.protobuf.message.Message):
     def ClearField(self, field_name: typing.Literal["request_id", b"request_id", "tenant", b"tenant"]) -> None: ...
 
 Global___GetRequestDecisionRequest: typing_extensions.TypeAlias = GetRequestDecisionRequest
+
+@typing.final
+class CancelRequestRequest(google.protobuf.message.Message):
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    TENANT_FIELD_NUMBER: builtins.int
+    REQUEST_ID_FIELD_NUMBER: builtins.int
+    INITIATOR_FIELD_NUMBER: builtins.int
+    SIGNATURE_FIELD_NUMBER: builtins.int
+    tenant: builtins.str
+    request_id: builtins.str
+    initiator: builtins.str
+    """the request's own initiator"""
+    signature: builtins.bytes
+    """over tag("request-cancellation") || lp(initiator) || request_digest"""
+    def __init__(
+        self,
+        *,
+        tenant: builtins.str = ...,
+        request_id: builtins.str = ...,
+        initiator: builtins.str = ...,
+        signature: builtins.bytes = ...,
+    ) -> None: ...
+    def ClearField(self, field_name: typing.Literal["initiator", b"initiator", "request_id", b"request_id", "signature", b"signature", "tenant", b"tenant"]) -> None: ...
+
+Global___CancelRequestRequest: typing_extensions.TypeAlias = CancelRequestRequest
 
 @typing.final
 class ExportAuditRequest(google.protobuf.message.Message):

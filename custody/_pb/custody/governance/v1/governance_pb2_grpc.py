@@ -84,6 +84,11 @@ class GovernanceServiceStub:
                 request_serializer=custody_dot_governance_dot_v1_dot_governance__pb2.GetRequestDecisionRequest.SerializeToString,
                 response_deserializer=custody_dot_governance_dot_v1_dot_governance__pb2.RequestDecision.FromString,
                 _registered_method=True)
+        self.CancelRequest = channel.unary_unary(
+                '/custody.governance.v1.GovernanceService/CancelRequest',
+                request_serializer=custody_dot_governance_dot_v1_dot_governance__pb2.CancelRequestRequest.SerializeToString,
+                response_deserializer=custody_dot_governance_dot_v1_dot_governance__pb2.RequestDecision.FromString,
+                _registered_method=True)
         self.ExportAudit = channel.unary_stream(
                 '/custody.governance.v1.GovernanceService/ExportAudit',
                 request_serializer=custody_dot_governance_dot_v1_dot_governance__pb2.ExportAuditRequest.SerializeToString,
@@ -158,6 +163,14 @@ class GovernanceServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CancelRequest(self, request, context):
+        """The request's initiator withdraws it while it waits for approvals (final:
+        CANCELLED; later approvals are REQUEST_CLOSED, the coordinator never signs it).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ExportAudit(self, request, context):
         """The audit log as JSON lines (docs/policy-format.md section 9); coordinator certificate only.
         """
@@ -216,6 +229,11 @@ def add_GovernanceServiceServicer_to_server(servicer, server):
             'GetRequestDecision': grpc.unary_unary_rpc_method_handler(
                     servicer.GetRequestDecision,
                     request_deserializer=custody_dot_governance_dot_v1_dot_governance__pb2.GetRequestDecisionRequest.FromString,
+                    response_serializer=custody_dot_governance_dot_v1_dot_governance__pb2.RequestDecision.SerializeToString,
+            ),
+            'CancelRequest': grpc.unary_unary_rpc_method_handler(
+                    servicer.CancelRequest,
+                    request_deserializer=custody_dot_governance_dot_v1_dot_governance__pb2.CancelRequestRequest.FromString,
                     response_serializer=custody_dot_governance_dot_v1_dot_governance__pb2.RequestDecision.SerializeToString,
             ),
             'ExportAudit': grpc.unary_stream_rpc_method_handler(
@@ -493,6 +511,33 @@ class GovernanceService:
             target,
             '/custody.governance.v1.GovernanceService/GetRequestDecision',
             custody_dot_governance_dot_v1_dot_governance__pb2.GetRequestDecisionRequest.SerializeToString,
+            custody_dot_governance_dot_v1_dot_governance__pb2.RequestDecision.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CancelRequest(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/custody.governance.v1.GovernanceService/CancelRequest',
+            custody_dot_governance_dot_v1_dot_governance__pb2.CancelRequestRequest.SerializeToString,
             custody_dot_governance_dot_v1_dot_governance__pb2.RequestDecision.FromString,
             options,
             channel_credentials,

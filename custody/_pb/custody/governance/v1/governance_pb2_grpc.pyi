@@ -191,6 +191,22 @@ _GovernanceServiceGetRequestDecisionType = typing_extensions.TypeVar(
     ],
 )
 
+_GovernanceServiceCancelRequestType = typing_extensions.TypeVar(
+    '_GovernanceServiceCancelRequestType',
+    grpc.UnaryUnaryMultiCallable[
+        custody._pb.custody.governance.v1.governance_pb2.CancelRequestRequest,
+        custody._pb.custody.governance.v1.governance_pb2.RequestDecision,
+    ],
+    grpc.aio.UnaryUnaryMultiCallable[
+        custody._pb.custody.governance.v1.governance_pb2.CancelRequestRequest,
+        custody._pb.custody.governance.v1.governance_pb2.RequestDecision,
+    ],
+    default=grpc.UnaryUnaryMultiCallable[
+        custody._pb.custody.governance.v1.governance_pb2.CancelRequestRequest,
+        custody._pb.custody.governance.v1.governance_pb2.RequestDecision,
+    ],
+)
+
 _GovernanceServiceExportAuditType = typing_extensions.TypeVar(
     '_GovernanceServiceExportAuditType',
     grpc.UnaryStreamMultiCallable[
@@ -207,7 +223,7 @@ _GovernanceServiceExportAuditType = typing_extensions.TypeVar(
     ],
 )
 
-class GovernanceServiceStub(typing.Generic[_GovernanceServiceProposePolicyType, _GovernanceServiceApprovePolicyType, _GovernanceServiceRejectPolicyType, _GovernanceServiceGetPolicyType, _GovernanceServiceListPolicyVersionsType, _GovernanceServiceListProposalsType, _GovernanceServiceListPendingRequestsType, _GovernanceServiceApproveRequestType, _GovernanceServiceRejectRequestType, _GovernanceServiceGetRequestDecisionType, _GovernanceServiceExportAuditType]):
+class GovernanceServiceStub(typing.Generic[_GovernanceServiceProposePolicyType, _GovernanceServiceApprovePolicyType, _GovernanceServiceRejectPolicyType, _GovernanceServiceGetPolicyType, _GovernanceServiceListPolicyVersionsType, _GovernanceServiceListProposalsType, _GovernanceServiceListPendingRequestsType, _GovernanceServiceApproveRequestType, _GovernanceServiceRejectRequestType, _GovernanceServiceGetRequestDecisionType, _GovernanceServiceCancelRequestType, _GovernanceServiceExportAuditType]):
     @typing.overload
     def __init__(self: GovernanceServiceStub[
         grpc.UnaryUnaryMultiCallable[
@@ -248,6 +264,10 @@ class GovernanceServiceStub(typing.Generic[_GovernanceServiceProposePolicyType, 
         ],
         grpc.UnaryUnaryMultiCallable[
             custody._pb.custody.governance.v1.governance_pb2.GetRequestDecisionRequest,
+            custody._pb.custody.governance.v1.governance_pb2.RequestDecision,
+        ],
+        grpc.UnaryUnaryMultiCallable[
+            custody._pb.custody.governance.v1.governance_pb2.CancelRequestRequest,
             custody._pb.custody.governance.v1.governance_pb2.RequestDecision,
         ],
         grpc.UnaryStreamMultiCallable[
@@ -298,6 +318,10 @@ class GovernanceServiceStub(typing.Generic[_GovernanceServiceProposePolicyType, 
             custody._pb.custody.governance.v1.governance_pb2.GetRequestDecisionRequest,
             custody._pb.custody.governance.v1.governance_pb2.RequestDecision,
         ],
+        grpc.aio.UnaryUnaryMultiCallable[
+            custody._pb.custody.governance.v1.governance_pb2.CancelRequestRequest,
+            custody._pb.custody.governance.v1.governance_pb2.RequestDecision,
+        ],
         grpc.aio.UnaryStreamMultiCallable[
             custody._pb.custody.governance.v1.governance_pb2.ExportAuditRequest,
             custody._pb.custody.governance.v1.governance_pb2.AuditLine,
@@ -327,6 +351,11 @@ class GovernanceServiceStub(typing.Generic[_GovernanceServiceProposePolicyType, 
     RejectRequest: _GovernanceServiceRejectRequestType
 
     GetRequestDecision: _GovernanceServiceGetRequestDecisionType
+
+    CancelRequest: _GovernanceServiceCancelRequestType
+    """The request's initiator withdraws it while it waits for approvals (final:
+    CANCELLED; later approvals are REQUEST_CLOSED, the coordinator never signs it).
+    """
 
     ExportAudit: _GovernanceServiceExportAuditType
     """The audit log as JSON lines (docs/policy-format.md section 9); coordinator certificate only."""
@@ -370,6 +399,10 @@ GovernanceServiceAsyncStub: typing_extensions.TypeAlias = GovernanceServiceStub[
     ],
     grpc.aio.UnaryUnaryMultiCallable[
         custody._pb.custody.governance.v1.governance_pb2.GetRequestDecisionRequest,
+        custody._pb.custody.governance.v1.governance_pb2.RequestDecision,
+    ],
+    grpc.aio.UnaryUnaryMultiCallable[
+        custody._pb.custody.governance.v1.governance_pb2.CancelRequestRequest,
         custody._pb.custody.governance.v1.governance_pb2.RequestDecision,
     ],
     grpc.aio.UnaryStreamMultiCallable[
@@ -452,6 +485,16 @@ class GovernanceServiceServicer(metaclass=abc.ABCMeta):
         request: custody._pb.custody.governance.v1.governance_pb2.GetRequestDecisionRequest,
         context: _ServicerContext,
     ) -> typing.Union[custody._pb.custody.governance.v1.governance_pb2.RequestDecision, collections.abc.Awaitable[custody._pb.custody.governance.v1.governance_pb2.RequestDecision]]: ...
+
+    @abc.abstractmethod
+    def CancelRequest(
+        self,
+        request: custody._pb.custody.governance.v1.governance_pb2.CancelRequestRequest,
+        context: _ServicerContext,
+    ) -> typing.Union[custody._pb.custody.governance.v1.governance_pb2.RequestDecision, collections.abc.Awaitable[custody._pb.custody.governance.v1.governance_pb2.RequestDecision]]:
+        """The request's initiator withdraws it while it waits for approvals (final:
+        CANCELLED; later approvals are REQUEST_CLOSED, the coordinator never signs it).
+        """
 
     @abc.abstractmethod
     def ExportAudit(
