@@ -11,9 +11,11 @@ provider only reports how it ended (``docs/payments.md``, "Provider interface"):
 * ``SUCCEEDED``: the signature (the payment checks it against its own digest).
 * :class:`SigningRefused`, definitive, the payment releases its funds: the request
   ``FAILED`` with a policy or payload code (``BLOCKED_BY_RULE``, ``REQUEST_EXPIRED``,
-  ``PAYLOAD_MISMATCH``...), an approver rejected it (the decision is read from
-  GovernanceService, since the coordinator keeps such a request ``PENDING_APPROVAL``),
-  or the coordinator refused to accept it (``INVALID_ARGUMENT``, ``NOT_FOUND``...).
+  ``PAYLOAD_MISMATCH``...), an approver rejected it or its initiator cancelled it (the
+  coordinator fails it with governance's reason, ``APPROVAL_REJECTED`` /
+  ``REQUEST_CANCELLED``; while waiting, the decision is also read from
+  GovernanceService), or the coordinator refused to accept it (``INVALID_ARGUMENT``,
+  ``NOT_FOUND``...).
 * :class:`SigningUnavailable`, outcome unknown, the payment stays reserved: the
   coordinator is unreachable, the deadline passed (``APPROVAL_PENDING`` while approvers
   are needed, ``SIGNING_TIMEOUT``), or the request ``FAILED`` for an operational reason
@@ -281,8 +283,9 @@ class CustodyServiceProvider:
         deadline: float,
     ) -> pb.SignatureRequest:
         """Until the request is final or ``deadline``. While it waits for approvers, read
-        their decision: a rejection or expiry is final for the policy but leaves the
-        coordinator's request ``PENDING_APPROVAL``."""
+        their decision too: a rejection, expiry or cancellation is final for the policy
+        (the coordinator fails its request on governance's callback; reading it here does
+        not depend on that)."""
         final = (pb.REQUEST_STATE_SUCCEEDED, pb.REQUEST_STATE_FAILED)
         while current.state not in final:
             if current.state == pb.REQUEST_STATE_PENDING_APPROVAL:

@@ -62,11 +62,11 @@ def refusal(fn: object, *args: object) -> str:
 
 
 def never_signed(world: World, request_id: str) -> None:
-    """The coordinator's record of the request carries no signature, and stays without
-    one: waited on like any client would (until final, or 3 s of PENDING_APPROVAL)."""
+    """The coordinator failed the cancelled request with governance's reason
+    (``engine.on_request_changed``), without a signature."""
     with world.running.client(TENANT) as client:
-        final = client.wait(request_id, timeout=3.0)
-    assert final.state in (pb.REQUEST_STATE_PENDING_APPROVAL, pb.REQUEST_STATE_FAILED), final
+        final = client.wait(request_id, timeout=10.0)
+    assert (final.state, final.error_code) == (pb.REQUEST_STATE_FAILED, "REQUEST_CANCELLED")
     assert final.signature == b""
 
 
