@@ -289,13 +289,7 @@ def _mount_subcommands() -> None:
     app.add_typer(audit_app, name="audit")
     app.add_typer(ledger_app, name="ledger")
     app.add_typer(payment_app, name="payment")
-    app.add_typer(make_por_app(ledger=_ledger_liabilities), name="por")
-
-
-def _ledger_liabilities(config: Any) -> Any:
-    from custody.ledger import liabilities_source
-
-    return liabilities_source(config)
+    app.add_typer(make_por_app(), name="por")  # liabilities: the ledger at the cut-off
 
 
 _mount_subcommands()

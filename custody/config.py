@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from custody.pki import RESERVED_NAMES
 from signer_nodes.wire.identity import NodeDirectory, NodePublicIdentity
 
 FORMAT = 1
@@ -158,4 +159,7 @@ class ClusterConfig:
             raise ConfigError(f"{path}: missing or malformed field ({exc})") from None
         if not 1 <= config.threshold <= len(config.nodes):
             raise ConfigError(f"{path}: threshold must be between 1 and the number of nodes")
+        reserved = sorted(set(config.tenants) & RESERVED_NAMES)
+        if reserved:  # their client certificates are the coordinator's and the auditor's
+            raise ConfigError(f"{path}: {', '.join(reserved)} cannot be a tenant name")
         return config
