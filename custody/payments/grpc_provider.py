@@ -333,7 +333,7 @@ class CustodyServiceProvider:
             raise SigningUnavailable(
                 "PROVIDER_MISMATCH", f"this provider signs for {self.tenant}/{self.initiator}"
             )
-        current, signing = self._current_attempt(request)
+        api_id, current, signing = self._current_attempt(request)
         if current is None:
             raise CancelRefused("REQUEST_NOT_PENDING", "no signing request was submitted")
         state, code = current.state, current.error_code
@@ -369,6 +369,7 @@ class CustodyServiceProvider:
         if decision.request_digest != signing.digest():
             raise CancelRefused("SERVER_MISMATCH", "governance answered for another request")
         if decision.state == gpb.REQUEST_STATE_CANCELLED:
+            self._check_not_signing(api_id, signing)
             return
         if decision.state in _DECIDED:  # rejected or expired first: refused anyway
             raise SigningRefused(decision.code or _DECIDED[decision.state], decision.detail)
@@ -376,23 +377,39 @@ class CustodyServiceProvider:
             raise CancelRefused("REQUEST_SIGNED", f"{signing.request_id} is signed")
         raise CancelRefused("REQUEST_APPROVED", f"{signing.request_id} was not cancelled")
 
+    def _check_not_signing(self, api_id: str, signing: SigningRequest) -> None:
+        """After governance cancelled the request: the coordinator's record must not be
+        signed or being signed. Governance refuses to cancel a request it cleared, but a
+        cleared request can look uncleared again (an approval lapsed, the window of a
+        velocity rule filled) while the coordinator signs it; such a payment stays
+        reserved (``resume`` settles or releases it). A record that is FAILED, or still
+        PENDING_APPROVAL, stays so: governance never clears a cancelled request."""
+        after = self._find(api_id, signing)
+        if after is None:  # pragma: no cover - it was found before the cancellation
+            raise CancelRefused("REQUEST_NOT_PENDING", f"{api_id} disappeared")
+        if after.state == pb.REQUEST_STATE_SUCCEEDED:
+            raise CancelRefused("REQUEST_SIGNED", f"{api_id} was signed before it was cancelled")
+        if after.state not in (pb.REQUEST_STATE_FAILED, pb.REQUEST_STATE_PENDING_APPROVAL):
+            raise CancelRefused("REQUEST_APPROVED", f"{api_id} is being signed")
+
     def _current_attempt(
         self, request: SigningRequest
-    ) -> tuple[pb.SignatureRequest | None, SigningRequest]:
+    ) -> tuple[str, pb.SignatureRequest | None, SigningRequest]:
         """The latest attempt submitted for ``request`` (attempts after an operational
-        failure only; see :meth:`sign`) and the signed request it carries."""
+        failure only; see :meth:`sign`): its API id, record and the signed request it
+        carries."""
         found: pb.SignatureRequest | None = None
-        signing = request
+        found_id, signing = "", request
         for attempt in range(MAX_ATTEMPTS):
             api_id = service_request_id(self.tenant, request.request_id, attempt)
             candidate = replace(request, request_id=f"{self.tenant}:{api_id}")
             current = self._find(api_id, candidate)
             if current is None:
                 break
-            found, signing = current, candidate
+            found, found_id, signing = current, api_id, candidate
             if current.state != pb.REQUEST_STATE_FAILED or current.error_code not in RETRYABLE:
                 break
-        return found, signing
+        return found_id, found, signing
 
 
 _DECIDED = {
