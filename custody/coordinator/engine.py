@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 import grpc
 import structlog
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from custody import metrics
 from custody._pb.custody.governance.v1 import governance_pb2 as gpb
@@ -778,15 +779,19 @@ class Coordinator:
                 self._views[tenant] = (after, view)
             return {rid: e for rid, e in view.items() if e.timestamp > after}
 
-    def _record_signed(self, req: SigningRequest) -> None:
-        entry = HistoryEntry.for_request(req, int(time.time()))
+    def _record_signed(self, entry: HistoryEntry, *, session: Session) -> bool:
+        """Record a signature in the governance history, in the caller's transaction."""
         try:
-            self.governance.approvals.record_signed(entry)
+            self.governance.approvals.record_signed(entry, session=session)
         except GovernanceRefused as exc:  # pragma: no cover - ids are checked at intake
-            log.error("history_record_failed", request_id=req.request_id, code=exc.code)
-            return
+            log.error("history_record_failed", request_id=entry.request_id, code=exc.code)
+            return False
+        return True
+
+    def _remember_signed(self, entry: HistoryEntry) -> None:
+        """After the commit: the recorded signature joins the in-memory view."""
         with self._view_lock:
-            cached = self._views.get(req.tenant)
+            cached = self._views.get(entry.tenant)
             if cached is not None:
                 cached[1].setdefault(entry.request_id, entry_to_proto(entry))
 
@@ -904,15 +909,21 @@ class Coordinator:
     ) -> SignatureRequestRow:
         log.info("signature_created", request_id=row.request_id, key_id=row.key_id, signers=signers)
         self._release_leases(row, state.leased - set(signers))
-        self._record_signed(req)
-        return self.store.finish_request(
-            row.tenant,
-            row.request_id,
-            state="SUCCEEDED",
-            culprits=state.culprit_list,
-            attempts=state.attempts,
-            **result,
-        )
+        entry = HistoryEntry.for_request(req, int(time.time()))
+        with self.store.transaction() as s:  # the outcome and the signed history: one commit
+            recorded = self._record_signed(entry, session=s)
+            done = self.store.finish_request(
+                row.tenant,
+                row.request_id,
+                session=s,
+                state="SUCCEEDED",
+                culprits=state.culprit_list,
+                attempts=state.attempts,
+                **result,
+            )
+        if recorded:
+            self._remember_signed(entry)
+        return done
 
     def _sign_ecdsa(self, row: SignatureRequestRow, key: KeyRow) -> SignatureRequestRow:
         """DKLs23: a pool presignature (or one made now) whose signers are all

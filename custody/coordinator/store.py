@@ -12,7 +12,8 @@ whatever happened to the attempt.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 
 from sqlalchemy import (
     DateTime,
@@ -25,7 +26,7 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from signer_nodes.db import TransactionalStore, utcnow
 
@@ -287,10 +288,21 @@ class CoordinatorStore(TransactionalStore):
                     return row.presignature_id, ids, row.public
             return None
 
-    def finish_request(self, tenant: str, request_id: str, **values: object) -> SignatureRequestRow:
-        """Record the outcome and spend every reserved entry, in one transaction."""
+    @contextmanager
+    def _joined(self, session: Session | None) -> Iterator[Session]:
+        if session is not None:
+            yield session
+        else:
+            with self.transaction() as s:
+                yield s
+
+    def finish_request(
+        self, tenant: str, request_id: str, *, session: Session | None = None, **values: object
+    ) -> SignatureRequestRow:
+        """Record the outcome and spend every reserved entry, in one transaction (the
+        caller's, if given)."""
         tag = f"{tenant}/{request_id}"
-        with self.transaction() as s:
+        with self._joined(session) as s:
             for table in (PoolNonceRow, PresignatureRow):
                 s.execute(
                     update(table)
