@@ -431,7 +431,11 @@ class Coordinator:
 
     # -- signing ----------------------------------------------------------------
 
-    def _tenant_lock(self, tenant: str) -> threading.Lock:
+    def _tenant_turn(self, tenant: str) -> threading.Lock:
+        """Held from asking the signers' reports to collecting their shares: nodes report
+        and sign for one request of a tenant at a time (the tenant's lease,
+        policy/exchange.py), so the tenant's signings take turns here instead of meeting
+        HISTORY_LEASE_BUSY at the nodes."""
         with self._locks_guard:
             return self._tenant_locks[tenant]
 
@@ -815,11 +819,7 @@ class Coordinator:
         started = time.perf_counter()
         with structlog.contextvars.bound_contextvars(request_id=row.request_id, key_id=key.key_id):
             sign = self._sign_ecdsa if key.scheme == ECDSA else self._sign_frost
-            # Nodes report and sign for one request of a tenant at a time (the tenant's
-            # lease, policy/exchange.py): the tenant's signings take turns here instead of
-            # meeting HISTORY_LEASE_BUSY at the nodes.
-            with self._tenant_lock(row.tenant):
-                done = sign(row, key)
+            done = sign(row, key)
         metrics.SIGNATURES.labels(key.scheme, done.state).inc()
         metrics.SIGNING_LATENCY.labels(key.scheme).observe(time.perf_counter() - started)
         return done
@@ -975,25 +975,26 @@ class Coordinator:
                 continue
             presignature_id, signers, public_bytes = reserved
             public = PresignaturePublic.from_bytes(public_bytes)
-            try:
-                st.leased.update(signers)
-                auths, req = self._authorizations(row, signers)
-            except NodeCallFailed as exc:
-                st.node_unreachable(exc)
-                continue
-            node_request_id = f"{row.tenant}/{row.request_id}/{st.attempts}"
-            requests = {
-                i: node_pb2.SignShareRequest(
-                    request_id=node_request_id,
-                    key_id=row.key_id,
-                    nonce_id=presignature_id,
-                    derivation_path=row.path,
-                    message_hash=digest,
-                    authorization=auths[i],
-                )
-                for i in signers
-            }
-            shares = self._collect_shares(row, requests, EcdsaSignatureShare.from_bytes, st)
+            with self._tenant_turn(row.tenant):
+                try:
+                    st.leased.update(signers)
+                    auths, req = self._authorizations(row, signers)
+                except NodeCallFailed as exc:
+                    st.node_unreachable(exc)
+                    continue
+                node_request_id = f"{row.tenant}/{row.request_id}/{st.attempts}"
+                requests = {
+                    i: node_pb2.SignShareRequest(
+                        request_id=node_request_id,
+                        key_id=row.key_id,
+                        nonce_id=presignature_id,
+                        derivation_path=row.path,
+                        message_hash=digest,
+                        authorization=auths[i],
+                    )
+                    for i in signers
+                }
+                shares = self._collect_shares(row, requests, EcdsaSignatureShare.from_bytes, st)
             if len(shares) < len(signers):
                 continue
             try:
@@ -1054,31 +1055,32 @@ class Coordinator:
                 if len(chosen) < needed:
                     continue
             signers = sorted(chosen)
-            try:
-                st.leased.update(signers)
-                auths, req = self._authorizations(row, signers)
-            except NodeCallFailed as exc:
-                st.node_unreachable(exc)
-                continue
             commitments = tuple(SigningCommitments.decode(suite, chosen[i][1]) for i in signers)
             tweak = row.taproot_merkle_root if key.scheme == "frost-bip340" else None
             package = SigningPackage(commitments, row.signed_digest, tweak)
             encoded = package.encode(suite)
             node_request_id = f"{row.tenant}/{row.request_id}/{st.attempts}"
-            requests = {
-                i: node_pb2.SignShareRequest(
-                    request_id=node_request_id,
-                    key_id=row.key_id,
-                    signing_package=encoded,
-                    nonce_id=chosen[i][0],
-                    derivation_path=row.path,
-                    authorization=auths[i],
+            with self._tenant_turn(row.tenant):
+                try:
+                    st.leased.update(signers)
+                    auths, req = self._authorizations(row, signers)
+                except NodeCallFailed as exc:
+                    st.node_unreachable(exc)
+                    continue
+                requests = {
+                    i: node_pb2.SignShareRequest(
+                        request_id=node_request_id,
+                        key_id=row.key_id,
+                        signing_package=encoded,
+                        nonce_id=chosen[i][0],
+                        derivation_path=row.path,
+                        authorization=auths[i],
+                    )
+                    for i in signers
+                }
+                shares = self._collect_shares(
+                    row, requests, functools.partial(SignatureShare.decode, suite), st
                 )
-                for i in signers
-            }
-            shares = self._collect_shares(
-                row, requests, functools.partial(SignatureShare.decode, suite), st
-            )
             if len(shares) < len(signers):
                 continue
             try:
