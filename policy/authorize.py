@@ -78,26 +78,43 @@ def authorize(
     ``key_tenant`` is the owner of ``request.key_id`` in the node's own key store;
     ``history`` is what the node knows was signed (its own log, or the reconciled union).
     """
+    refusal = _who_asks(state, request, initiator_signature, policy_version_id, key_tenant, now)
+    if refusal is not None:
+        return refusal
+    return _decide(state, request=request, approvals=approvals, history=history, now=now)
+
+
+def _who_asks(
+    state: ChainState,
+    request: SigningRequest,
+    initiator_signature: InitiatorSignature,
+    policy_version_id: bytes,
+    key_tenant: str,
+    now: int,
+) -> Refusal | None:
+    """Checks 1 to 4 of the module docstring."""
     if policy_version_id != state.version_id:
         return Refusal(ReasonCode.POLICY_VERSION_MISMATCH, f"active is {state.number}")
+    return check_reportable(
+        state,
+        request=request,
+        initiator_signature=initiator_signature,
+        key_tenant=key_tenant,
+        now=now,
+    )
+
+
+def _decide(
+    state: ChainState,
+    *,
+    request: SigningRequest,
+    approvals: Iterable[Approval],
+    history: History,
+    now: int,
+) -> Authorization | Refusal:
+    """Checks 4 (the request id) to 6, once :func:`_who_asks` passed."""
     policy = state.policy
-    doc = policy.document
-    initiator = doc.initiators.get(request.initiator)
-    if initiator is None:
-        return Refusal(ReasonCode.INITIATOR_UNKNOWN, request.initiator)
-    if initiator.tenant != request.tenant:
-        return Refusal(ReasonCode.INITIATOR_TENANT_MISMATCH, request.initiator)
     digest = request_digest(request)
-    if initiator_signature.initiator != request.initiator or not initiator_signature.verify(
-        policy.initiator_verifiers[request.initiator], digest
-    ):
-        return Refusal(ReasonCode.INITIATOR_SIGNATURE_INVALID, request.initiator)
-    if key_tenant != request.tenant:
-        return Refusal(ReasonCode.KEY_TENANT_MISMATCH, request.key_id)
-    if request.created_at > now + doc.limits.clock_skew_seconds:
-        return Refusal(ReasonCode.REQUEST_FROM_FUTURE, str(request.created_at))
-    if now - request.created_at > doc.limits.request_max_age_seconds:
-        return Refusal(ReasonCode.REQUEST_EXPIRED, str(request.created_at))
     previous = history.get(request.request_id)
     if previous is not None:
         if previous.request_digest != digest:
@@ -180,16 +197,8 @@ def authorize_with_peers(
     Sound under assumption (A) of :mod:`policy.exchange` (``2t - n > f``)."""
     if node_id not in signing_set:
         return Refusal(ReasonCode.HISTORY_REPORT_INVALID, "this node is not in the signing set")
-    if policy_version_id != state.version_id:
-        return Refusal(ReasonCode.POLICY_VERSION_MISMATCH, f"active is {state.number}")
     # Who asks comes before what the peers say (the same checks a report needs).
-    refusal = check_reportable(
-        state,
-        request=request,
-        initiator_signature=initiator_signature,
-        key_tenant=key_tenant,
-        now=now,
-    )
+    refusal = _who_asks(state, request, initiator_signature, policy_version_id, key_tenant, now)
     if refusal is not None:
         return refusal
     lookback_after = now - state.policy.document.max_velocity_window
@@ -208,16 +217,7 @@ def authorize_with_peers(
     )
     if isinstance(merged, ExchangeFailure):
         return Refusal(merged.code, merged.detail)
-    result = authorize(
-        state,
-        request=request,
-        initiator_signature=initiator_signature,
-        approvals=approvals,
-        policy_version_id=policy_version_id,
-        key_tenant=key_tenant,
-        history=merged.history,
-        now=now,
-    )
+    result = _decide(state, request=request, approvals=approvals, history=merged.history, now=now)
     if isinstance(result, Refusal):
         return result
     return Authorization(

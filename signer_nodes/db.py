@@ -113,3 +113,13 @@ class TransactionalStore:
     def transaction(self) -> Iterator[Session]:
         with self._sessions.begin() as session:
             yield session
+
+    @contextmanager
+    def joined(self, session: Session | None) -> Iterator[Session]:
+        """The caller's session if given (its transaction, possibly another store's on
+        the same database), else a new transaction."""
+        if session is not None:
+            yield session
+        else:
+            with self.transaction() as s:
+                yield s

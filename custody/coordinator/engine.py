@@ -696,12 +696,14 @@ class Coordinator:
     # -- signing ----------------------------------------------------------------
 
     def _authorizations(
-        self, row: SignatureRequestRow, signers: list[int] | tuple[int, ...]
+        self, row: SignatureRequestRow, signers: list[int] | tuple[int, ...], st: _Attempts
     ) -> tuple[dict[int, node_pb2.Authorization], SigningRequest]:
         """What each signer checks (policy/authorize.py): the signed request, the
         approvals, the active policy version, the other signers' signed history
         reports (policy.exchange) and the coordinator's account of the window.
-        Raises NodeCallFailed if a signer does not report."""
+        Raises NodeCallFailed if a signer does not report. Every signer asked may hold
+        the tenant's lease afterwards (``st.leased``, handed back when it will not sign)."""
+        st.leased.update(signers)
         proto_request = gpb.SigningRequest.FromString(row.signing_request)
         req = request_from_proto(proto_request)
         digest = row.request_digest
@@ -977,8 +979,7 @@ class Coordinator:
             public = PresignaturePublic.from_bytes(public_bytes)
             with self._tenant_turn(row.tenant):
                 try:
-                    st.leased.update(signers)
-                    auths, req = self._authorizations(row, signers)
+                    auths, req = self._authorizations(row, signers, st)
                 except NodeCallFailed as exc:
                     st.node_unreachable(exc)
                     continue
@@ -1062,8 +1063,7 @@ class Coordinator:
             node_request_id = f"{row.tenant}/{row.request_id}/{st.attempts}"
             with self._tenant_turn(row.tenant):
                 try:
-                    st.leased.update(signers)
-                    auths, req = self._authorizations(row, signers)
+                    auths, req = self._authorizations(row, signers, st)
                 except NodeCallFailed as exc:
                     st.node_unreachable(exc)
                     continue

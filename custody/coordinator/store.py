@@ -12,8 +12,7 @@ whatever happened to the attempt.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable
 
 from sqlalchemy import (
     DateTime,
@@ -288,21 +287,13 @@ class CoordinatorStore(TransactionalStore):
                     return row.presignature_id, ids, row.public
             return None
 
-    @contextmanager
-    def _joined(self, session: Session | None) -> Iterator[Session]:
-        if session is not None:
-            yield session
-        else:
-            with self.transaction() as s:
-                yield s
-
     def finish_request(
         self, tenant: str, request_id: str, *, session: Session | None = None, **values: object
     ) -> SignatureRequestRow:
         """Record the outcome and spend every reserved entry, in one transaction (the
         caller's, if given)."""
         tag = f"{tenant}/{request_id}"
-        with self._joined(session) as s:
+        with self.joined(session) as s:
             for table in (PoolNonceRow, PresignatureRow):
                 s.execute(
                     update(table)

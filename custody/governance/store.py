@@ -15,8 +15,7 @@ one, and on demand (:meth:`GovernanceStore.checkpoint`).
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -71,15 +70,6 @@ class GovernanceStore(TransactionalStore):
                 s.add(
                     AuditHeadRow(id=1, count=0, head=ZERO_HASH, checkpointed=-1, checkpoint_time=0)
                 )
-
-    @contextmanager
-    def joined(self, session: Session | None) -> Iterator[Session]:
-        """The caller's session if given, else a new transaction."""
-        if session is not None:
-            yield session
-        else:
-            with self.transaction() as s:
-                yield s
 
     # -- audit -------------------------------------------------------------------------
 

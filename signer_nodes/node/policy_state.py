@@ -19,7 +19,7 @@ read back.
 
 Tables live in the node's database (same URL as :class:`signer_nodes.node.store.NodeStore`)
 under their own metadata: ``policy_versions``, ``policy_history``, ``policy_history_head``,
-``policy_peer_heads``, ``policy_reservations``.
+``policy_peer_heads``, ``policy_leases``.
 
 Leases (``policy.exchange``, "Leases"): before the node gives a history report for a
 request it takes its tenant's lease for that request, in a committed transaction; it
@@ -219,6 +219,26 @@ def _head(row: PeerHeadRow) -> HistoryHead:
     )
 
 
+def _logged_digest(session: Session, request_id: str) -> bytes | None:
+    """The digest this node's log holds for ``request_id``, if it recorded it."""
+    return session.execute(
+        select(HistoryRow.request_digest).where(HistoryRow.request_id == request_id)
+    ).scalar_one_or_none()
+
+
+def _reused(request_id: str) -> PolicyStateError:
+    return PolicyStateError("REQUEST_ID_REUSED", f"request {request_id!r} has another digest")
+
+
+def _check_held(lease: LeaseRow, now: int) -> None:
+    """Raise ``HISTORY_LEASE_LOST`` unless ``lease`` is still held."""
+    if lease.state != "held" or now >= lease.expires_at:
+        raise PolicyStateError(
+            "HISTORY_LEASE_LOST",
+            "this node refused this request, or its report for it ran out; submit it again",
+        )
+
+
 class PolicyState(TransactionalStore):
     """The node's policy chain and history (module docstring). Thread-safe; one per node
     process. ``active()`` and ``log()`` are served from memory, refreshed from the database
@@ -351,14 +371,10 @@ class PolicyState(TransactionalStore):
         head = session.execute(
             select(HistoryHeadRow).where(HistoryHeadRow.id == 1).with_for_update()
         ).scalar_one()
-        existing = session.execute(
-            select(HistoryRow.request_digest).where(HistoryRow.request_id == entry.request_id)
-        ).scalar_one_or_none()
+        existing = _logged_digest(session, entry.request_id)
         if existing is not None:
             if existing != entry.request_digest:
-                raise PolicyStateError(
-                    "REQUEST_ID_REUSED", f"request {entry.request_id!r} has another digest"
-                )
+                raise _reused(entry.request_id)
             return head.head
         new_head = chain_step(head.head, entry)
         session.add(
@@ -452,21 +468,14 @@ class PolicyState(TransactionalStore):
             return {r.node_id: _head(r) for r in s.execute(select(PeerHeadRow)).scalars()}
 
     def _take_up_lease(self, session: Session, entry: HistoryEntry, now: int) -> None:
-        logged = session.execute(
-            select(HistoryRow.request_digest).where(HistoryRow.request_id == entry.request_id)
-        ).scalar_one_or_none()
-        if logged is not None:
+        if _logged_digest(session, entry.request_id) is not None:
             return  # a retry: record() checks the digest
         lease = session.get(LeaseRow, entry.request_id, with_for_update=True)
         if lease is None or lease.request_digest != entry.request_digest:
             raise PolicyStateError(
                 "HISTORY_LEASE_MISSING", "this node gave no report for this request"
             )
-        if lease.state != "held" or now >= lease.expires_at:
-            raise PolicyStateError(
-                "HISTORY_LEASE_LOST",
-                "this node refused this request, or its report for it ran out; submit it again",
-            )
+        _check_held(lease, now)
         lease.state = "released"
 
     def _prune(self, session: Session, now: int) -> None:
@@ -477,26 +486,16 @@ class PolicyState(TransactionalStore):
     def _lease(self, session: Session, request: SigningRequest, digest: bytes, now: int) -> None:
         """Take (or keep) the tenant's lease for ``request`` (module docstring)."""
         self._prune(session, now)
-        logged = session.execute(
-            select(HistoryRow.request_digest).where(HistoryRow.request_id == request.request_id)
-        ).scalar_one_or_none()
+        logged = _logged_digest(session, request.request_id)
         if logged is not None:
             if logged != digest:
-                raise PolicyStateError(
-                    "REQUEST_ID_REUSED", f"request {request.request_id!r} has another digest"
-                )
+                raise _reused(request.request_id)
             return  # already recorded: its place in the log is fixed
         own = session.get(LeaseRow, request.request_id, with_for_update=True)
         if own is not None:
             if own.request_digest != digest:
-                raise PolicyStateError(
-                    "REQUEST_ID_REUSED", f"request {request.request_id!r} has another digest"
-                )
-            if own.state != "held" or now >= own.expires_at:
-                raise PolicyStateError(
-                    "HISTORY_LEASE_LOST",
-                    "this node refused this request, or its report for it ran out; submit it again",
-                )
+                raise _reused(request.request_id)
+            _check_held(own, now)
             return
         busy = session.execute(
             select(LeaseRow.expires_at).where(

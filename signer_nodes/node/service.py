@@ -150,10 +150,10 @@ class NodeServicer(node_pb2_grpc.NodeServiceServicer):
         self._sessions: dict[bytes, _Session] = {}
         self._lock = threading.Lock()
         # Held from reading the history for a decision until the decision is recorded
-        # (or refused), and while reserving for a report: velocity decisions of this node
-        # are serial, so two concurrent requests cannot both spend the same budget, and a
-        # report never misses a signature that did not count its reservation.
-        self._decide_lock = threading.RLock()
+        # (or refused), and while taking a lease for a report: velocity decisions of this
+        # node are serial, so two concurrent requests cannot both spend the same budget,
+        # and a lease is taken against the log as it is when the report is made.
+        self._decide_lock = threading.Lock()
         self._keys: OrderedDict[str, _LoadedKey] = OrderedDict()
         # request digest -> length of this node's log when it reported for that request
         self._reported: dict[bytes, int] = {}
