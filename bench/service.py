@@ -15,10 +15,12 @@ import argparse
 import json
 import math
 import os
+import socket
 import statistics
 import sys
 import tempfile
 import time
+import urllib.request
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -27,6 +29,7 @@ from typing import Any
 from coincurve import PublicKey, PublicKeyXOnly
 from coincurve.ecdsa import cdata_to_der, deserialize_compact
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import update
 
 from custody.client import CustodyClient
@@ -71,6 +74,30 @@ def _cpu_seconds(pids: dict[str, int]) -> dict[str, float]:
     return out
 
 
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _phase_totals(metrics_url: str) -> dict[str, tuple[float, float]]:
+    """(sum of seconds, count) of each signing phase so far (custody_signing_phase_seconds)."""
+    text = urllib.request.urlopen(metrics_url, timeout=5).read().decode()
+    out: dict[str, tuple[float, float]] = {}
+    for family in text_string_to_metric_families(text):
+        if family.name != "custody_signing_phase_seconds":
+            continue
+        for sample in family.samples:
+            name = sample.labels.get("phase", "")
+            total, count = out.get(name, (0.0, 0.0))
+            if sample.name.endswith("_sum"):
+                total = sample.value
+            elif sample.name.endswith("_count"):
+                count = sample.value
+            out[name] = (total, count)
+    return out
+
+
 def _run(
     client: CustodyClient,
     scheme: str,
@@ -78,6 +105,7 @@ def _run(
     requests: int,
     concurrency: int,
     pids: dict[str, int],
+    metrics_url: str,
     before: Any = None,
 ) -> dict[str, Any]:
     def one(i: int) -> float:
@@ -92,11 +120,17 @@ def _run(
         return elapsed
 
     cpu_before = _cpu_seconds(pids)
+    phases_before = _phase_totals(metrics_url)
     started = time.perf_counter()
     with ThreadPoolExecutor(concurrency) as pool:
         latencies = list(pool.map(one, range(requests)))
     wall = time.perf_counter() - started
     cpu_after = _cpu_seconds(pids)
+    phases_after = _phase_totals(metrics_url)
+    phase_ms = {}
+    for name, (total, _count) in phases_after.items():
+        spent = total - phases_before.get(name, (0.0, 0.0))[0]
+        phase_ms[name] = round(spent * 1000 / requests, 2)
     return {
         "latency_ms": _percentiles(latencies),
         "throughput_per_s": round(requests / wall, 1),
@@ -104,6 +138,8 @@ def _run(
         "cpu_ms_per_request": {
             name: round((cpu_after[name] - cpu_before[name]) * 1000 / requests, 2) for name in pids
         },
+        # Coordinator wall time per request in each signing phase (where latency goes).
+        "phase_ms_per_request": phase_ms,
     }
 
 
@@ -141,6 +177,9 @@ def main(argv: list[str] | None = None) -> int:
     raw["nonce_pool_target"] = max(32, 2 * args.concurrency + 8)
     # Enough presignatures per signer set that the warm run never waits for presigning.
     raw["presignature_pool_target"] = args.requests + 10
+    metrics_port = _free_port()
+    raw["coordinator"]["metrics_address"] = f"127.0.0.1:{metrics_port}"
+    metrics_url = f"http://127.0.0.1:{metrics_port}/metrics"
     (root / "custody.json").write_text(json.dumps(raw))
     config = ClusterConfig.load(root)
     with Cluster(config), CustodyClient.from_data_dir(root) as client:
@@ -154,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
             p["name"]: int(p["pid"])
             for p in json.loads((root / "cluster.json").read_text())["processes"]
         }
-        warm = _run(client, args.scheme, key, args.requests, args.concurrency, pids)
+        warm = _run(client, args.scheme, key, args.requests, args.concurrency, pids, metrics_url)
 
         def drain() -> None:
             with store.transaction() as s:
@@ -165,7 +204,16 @@ def main(argv: list[str] | None = None) -> int:
                         .values(state="used")
                     )
 
-        cold = _run(client, args.scheme, key, max(20, args.requests // 5), 1, pids, before=drain)
+        cold = _run(
+            client,
+            args.scheme,
+            key,
+            max(20, args.requests // 5),
+            1,
+            pids,
+            metrics_url,
+            before=drain,
+        )
     result = {
         "scheme": args.scheme,
         "nodes": args.nodes,
@@ -187,6 +235,14 @@ def main(argv: list[str] | None = None) -> int:
             )
             cpu = ", ".join(f"{k} {v} ms" for k, v in r["cpu_ms_per_request"].items())
             print(f"{'':<12} CPU per request: {cpu}")
+            order = ("intake", "governance", "reserve", "reports", "shares", "combine", "record")
+            phases = r["phase_ms_per_request"]
+            wall = ", ".join(
+                f"{k} {phases[k]} ms"
+                for k in (*order, *sorted(set(phases) - set(order)))
+                if k in phases
+            )
+            print(f"{'':<12} coordinator wall time per request: {wall}")
     return 0
 
 

@@ -7,6 +7,10 @@ tenant payloads: method, status reason, scheme, key id, node id, culprit.
 
 from __future__ import annotations
 
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
 REGISTRY = CollectorRegistry(auto_describe=True)
@@ -38,6 +42,16 @@ SIGNING_LATENCY = Histogram(
     buckets=_LATENCY_BUCKETS,
     registry=REGISTRY,
 )
+SIGNING_PHASE = Histogram(
+    "custody_signing_phase_seconds",
+    "Wall time of each phase of a signature request in the coordinator: intake (validate and "
+    "store), governance (register and pre-evaluate), reserve (nonces or presignature), "
+    "reports (the signers' history reports), shares (their signature shares), combine "
+    "(aggregate and verify), record (outcome and history, one commit), refill (pool check).",
+    ("phase",),
+    buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1.0),
+    registry=REGISTRY,
+)
 POOL_LEVEL = Gauge(
     "custody_pool_level",
     "Unused FROST nonces per key and node, or DKLs23 presignatures per key and signer set.",
@@ -64,6 +78,16 @@ def serve(address: str) -> int:
     host, _, port = address.rpartition(":")
     server, _thread = start_http_server(int(port), addr=host or "127.0.0.1", registry=REGISTRY)
     return int(server.server_port)
+
+
+@contextmanager
+def phase(name: str) -> Iterator[None]:
+    """Time a block as signing phase ``name`` (SIGNING_PHASE)."""
+    started = time.perf_counter()
+    try:
+        yield
+    finally:
+        SIGNING_PHASE.labels(name).observe(time.perf_counter() - started)
 
 
 def record_aborts(protocol: str, culprits: set[int] | list[int]) -> None:

@@ -447,6 +447,16 @@ class Coordinator:
         """Accept a signed request (idempotent on request_id), pre-evaluate it under the
         active policy, then sign it now or wait for approvals (PENDING_APPROVAL)."""
         _check_request_id(inp.request_id)
+        with self._lock_for(tenant, inp.request_id):  # one submission of an id at a time
+            with metrics.phase("intake"):
+                row, key = self._intake(tenant, inp)
+            if row.state in FINAL:
+                return row
+            return self._decide_and_sign(row, key)
+
+    def _intake(self, tenant: str, inp: SignInput) -> tuple[SignatureRequestRow, KeyRow]:
+        """Validate the request and store it (or find it stored: request_id is the
+        idempotency key, AIP-155). Called under the request's lock."""
         req = inp.request
         if req.tenant != tenant or req.request_id != f"{tenant}:{inp.request_id}":
             raise ServiceError(
@@ -468,39 +478,36 @@ class Coordinator:
         except PayloadError as exc:
             raise ServiceError(INVALID, exc.code.value, str(exc)) from None
         encoded = request_to_proto(req).SerializeToString(deterministic=True)
-        with self._lock_for(tenant, inp.request_id):
-            with self.store.transaction() as s:
-                row = s.get(SignatureRequestRow, (tenant, inp.request_id))
-                if row is not None:
-                    if (row.signing_request, row.initiator_signature) != (
-                        encoded,
-                        inp.initiator_signature,
-                    ):
-                        raise ServiceError(
-                            grpc.StatusCode.ALREADY_EXISTS,
-                            "REQUEST_ID_REUSED",
-                            "request_id already used with different parameters",
-                        )
-                else:
-                    row = SignatureRequestRow(
-                        tenant=tenant,
-                        request_id=inp.request_id,
-                        key_id=req.key_id,
-                        path=path,
-                        payload_kind=req.request_type.value,
-                        payload=req.payload,
-                        signing_request=encoded,
-                        initiator_signature=inp.initiator_signature,
-                        request_digest=req.digest(),
-                        signed_digest=found.digest,
-                        taproot_merkle_root=found.taproot_merkle_root,
+        with self.store.transaction() as s:
+            row = s.get(SignatureRequestRow, (tenant, inp.request_id))
+            if row is not None:
+                if (row.signing_request, row.initiator_signature) != (
+                    encoded,
+                    inp.initiator_signature,
+                ):
+                    raise ServiceError(
+                        grpc.StatusCode.ALREADY_EXISTS,
+                        "REQUEST_ID_REUSED",
+                        "request_id already used with different parameters",
                     )
-                    s.add(row)
-                s.flush()
-                s.expunge(row)
-            if row.state in FINAL:
-                return row
-            return self._decide_and_sign(row, key)
+            else:
+                row = SignatureRequestRow(
+                    tenant=tenant,
+                    request_id=inp.request_id,
+                    key_id=req.key_id,
+                    path=path,
+                    payload_kind=req.request_type.value,
+                    payload=req.payload,
+                    signing_request=encoded,
+                    initiator_signature=inp.initiator_signature,
+                    request_digest=req.digest(),
+                    signed_digest=found.digest,
+                    taproot_merkle_root=found.taproot_merkle_root,
+                )
+                s.add(row)
+            s.flush()
+            s.expunge(row)
+        return row, key
 
     def _decide_and_sign(self, row: SignatureRequestRow, key: KeyRow) -> SignatureRequestRow:
         """Register the request with governance (checks the initiator), then sign it
@@ -511,7 +518,8 @@ class Coordinator:
             signature = InitiatorSignature(
                 initiator=req.initiator, signature=row.initiator_signature
             )
-            status = self.governance.approvals.register(req, signature)
+            with metrics.phase("governance"):
+                status = self.governance.approvals.register(req, signature)
         except ValueError as exc:
             return self._fail(row, "INITIATOR_SIGNATURE_INVALID", str(exc))
         except GovernanceRefused as exc:
@@ -912,7 +920,10 @@ class Coordinator:
         log.info("signature_created", request_id=row.request_id, key_id=row.key_id, signers=signers)
         self._release_leases(row, state.leased - set(signers))
         entry = HistoryEntry.for_request(req, int(time.time()))
-        with self.store.transaction() as s:  # the outcome and the signed history: one commit
+        with (
+            metrics.phase("record"),
+            self.store.transaction() as s,
+        ):  # the outcome and the signed history: one commit
             recorded = self._record_signed(entry, session=s)
             done = self.store.finish_request(
                 row.tenant,
@@ -948,9 +959,10 @@ class Coordinator:
             if len(candidates) < key.threshold or st.attempts >= len(self.config.nodes) + 3:
                 return self._give_up(row, st)
             st.attempts += 1
-            reserved = self.store.begin_presignature_attempt(
-                row.tenant, row.request_id, row.key_id, candidates, st.attempts
-            )
+            with metrics.phase("reserve"):
+                reserved = self.store.begin_presignature_attempt(
+                    row.tenant, row.request_id, row.key_id, candidates, st.attempts
+                )
             if reserved is not None and reserved[1] in bad_sets:
                 continue
             if reserved is None:
@@ -979,7 +991,8 @@ class Coordinator:
             public = PresignaturePublic.from_bytes(public_bytes)
             with self._tenant_turn(row.tenant):
                 try:
-                    auths, req = self._authorizations(row, signers, st)
+                    with metrics.phase("reports"):
+                        auths, req = self._authorizations(row, signers, st)
                 except NodeCallFailed as exc:
                     st.node_unreachable(exc)
                     continue
@@ -995,11 +1008,13 @@ class Coordinator:
                     )
                     for i in signers
                 }
-                shares = self._collect_shares(row, requests, EcdsaSignatureShare.from_bytes, st)
+                with metrics.phase("shares"):
+                    shares = self._collect_shares(row, requests, EcdsaSignatureShare.from_bytes, st)
             if len(shares) < len(signers):
                 continue
             try:
-                signature = combine(public, shares, digest, tweak=tweak)
+                with metrics.phase("combine"):
+                    signature = combine(public, shares, digest, tweak=tweak)
             except MpcError as exc:
                 bad_sets.add(signers)
                 if not isinstance(exc, SignatureAbortError):
@@ -1022,7 +1037,8 @@ class Coordinator:
                 public_key=derived_pk,
                 recovery_id=signature.recovery_id,
             )
-            self._maybe_refill_presignatures(row.key_id, key.threshold, signers)
+            with metrics.phase("refill"):
+                self._maybe_refill_presignatures(row.key_id, key.threshold, signers)
             return done
 
     def _maybe_refill_presignatures(
@@ -1043,9 +1059,10 @@ class Coordinator:
             if len(candidates) < needed or st.attempts >= len(self.config.nodes) + 2:
                 return self._give_up(row, st)
             st.attempts += 1
-            chosen, empty = self.store.begin_attempt(
-                row.tenant, row.request_id, row.key_id, candidates, needed, st.attempts
-            )
+            with metrics.phase("reserve"):
+                chosen, empty = self.store.begin_attempt(
+                    row.tenant, row.request_id, row.key_id, candidates, needed, st.attempts
+                )
             if len(chosen) < needed:
                 # Empty pools: refill them now (round one on demand), then try again.
                 self.fill_pools(row.key_id, empty)
@@ -1063,7 +1080,8 @@ class Coordinator:
             node_request_id = f"{row.tenant}/{row.request_id}/{st.attempts}"
             with self._tenant_turn(row.tenant):
                 try:
-                    auths, req = self._authorizations(row, signers, st)
+                    with metrics.phase("reports"):
+                        auths, req = self._authorizations(row, signers, st)
                 except NodeCallFailed as exc:
                     st.node_unreachable(exc)
                     continue
@@ -1078,13 +1096,15 @@ class Coordinator:
                     )
                     for i in signers
                 }
-                shares = self._collect_shares(
-                    row, requests, functools.partial(SignatureShare.decode, suite), st
-                )
+                with metrics.phase("shares"):
+                    shares = self._collect_shares(
+                        row, requests, functools.partial(SignatureShare.decode, suite), st
+                    )
             if len(shares) < len(signers):
                 continue
             try:
-                signature = aggregate(suite, package, list(shares.values()), derived_public)
+                with metrics.phase("combine"):
+                    signature = aggregate(suite, package, list(shares.values()), derived_public)
             except InvalidSignatureShareError as exc:
                 st.culprits |= exc.culprits
                 st.excluded |= exc.culprits
@@ -1109,7 +1129,8 @@ class Coordinator:
                 public_key=suite.serialize_public_key(verifying_key),
                 recovery_id=-1,
             )
-            self._maybe_refill(row.key_id, signers)
+            with metrics.phase("refill"):
+                self._maybe_refill(row.key_id, signers)
             return done
 
     def _maybe_refill(self, key_id: str, node_ids: list[int]) -> None:
