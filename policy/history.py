@@ -123,6 +123,42 @@ class History:
     def get(self, request_id: str) -> HistoryEntry | None:
         return self._by_id.get(request_id)
 
+    def extended(self, entries: Iterable[HistoryEntry]) -> History:
+        """This history with ``entries`` added (same rules as the constructor: an entry
+        whose id is present keeps the later timestamp; a different digest under the same
+        id raises ``ValueError``). The receiver is unchanged. Costs a copy of the touched
+        series (C-speed list copies) instead of re-indexing every entry, so a log that
+        grows by one signature at a time stays cheap to keep current."""
+        added = list(entries)
+        if not added:
+            return self
+        ids = {e.request_id for e in added}
+        if len(ids) < len(added) or not ids.isdisjoint(self._by_id):
+            return History([*self._by_id.values(), *added])  # an id seen again: re-index
+        by_id = dict(self._by_id)
+        index = dict(self._index)
+        copied: set[tuple[VelocityScope, str, str]] = set()
+        for e in added:
+            by_id[e.request_id] = e
+            for scope in VelocityScope:
+                value = e.scope_value(scope)
+                for asset in (e.asset, _ALL_ASSETS):
+                    k = (scope, value, asset)
+                    times, prefix = index.get(k, ([], [0]))
+                    if k not in copied:
+                        times, prefix = list(times), list(prefix)
+                        copied.add(k)
+                        index[k] = (times, prefix)
+                    i = bisect_right(times, e.timestamp)
+                    times.insert(i, e.timestamp)
+                    prefix.insert(i + 1, prefix[i] + e.amount)
+                    for j in range(i + 2, len(prefix)):
+                        prefix[j] += e.amount
+        out = History.__new__(History)
+        out._by_id = by_id
+        out._index = index
+        return out
+
     def without(self, request_id: str) -> History:
         return History(e for e in self._by_id.values() if e.request_id != request_id)
 

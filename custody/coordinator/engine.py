@@ -96,8 +96,9 @@ WAITING_CODES = frozenset({"APPROVAL_MISSING", "APPROVAL_EXPIRED"})
 
 # Governance states after which a request waiting for approvals can never be signed.
 CLOSED_GOVERNANCE_STATES = frozenset({"REJECTED", "EXPIRED", "CANCELLED"})
-# How far the in-memory view may lag behind the window before it is pruned.
-VIEW_PRUNE_SECONDS = 600
+# A signed entry's wire form, built once: the velocity window's entries go out with
+# every request of the tenant.
+_wire_entry = functools.lru_cache(maxsize=1 << 16)(entry_to_proto)
 
 
 def path_string(path: tuple[int, ...]) -> str:
@@ -163,9 +164,6 @@ class Coordinator:
         self.background = ThreadPoolExecutor(max_workers=4, thread_name_prefix="coord-bg")
         self._request_locks: dict[tuple[str, str], threading.Lock] = defaultdict(threading.Lock)
         self._tenant_locks: dict[str, threading.Lock] = defaultdict(threading.Lock)
-        # tenant -> (the oldest timestamp it covers, request id -> recorded signature)
-        self._views: dict[str, tuple[int, dict[str, node_pb2.HistoryEntry]]] = {}
-        self._view_lock = threading.Lock()
         self._locks_guard = threading.Lock()
         self._packages: dict[tuple[str, bytes, str], PublicKeyPackage] = {}
         self._stopping = threading.Event()
@@ -776,38 +774,19 @@ class Coordinator:
                 )
 
     def _signed_view(self, tenant: str, after: int) -> dict[str, node_pb2.HistoryEntry]:
-        """The tenant's recorded signatures newer than ``after``, as wire entries: read
-        from the governance store once per tenant, then kept in memory (this process is
-        the only writer, :meth:`_record_signed`), so a request does not reload a whole
-        velocity window."""
-        with self._view_lock:
-            cached = self._views.get(tenant)
-            if cached is None or cached[0] > after:
-                entries = self.governance.approvals.coordinator_view(tenant, after)
-                cached = (after, {e.request_id: entry_to_proto(e) for e in entries})
-                self._views[tenant] = cached
-            floor, view = cached
-            if after - floor > VIEW_PRUNE_SECONDS:  # drop what left every window
-                for rid in [r for r, e in view.items() if e.timestamp <= after]:
-                    del view[rid]
-                self._views[tenant] = (after, view)
-            return {rid: e for rid, e in view.items() if e.timestamp > after}
+        """The tenant's recorded signatures newer than ``after``, as wire entries (from
+        governance's in-memory account, custody/governance/signed_history.py)."""
+        return {
+            e.request_id: _wire_entry(e)
+            for e in self.governance.approvals.coordinator_view(tenant, after)
+        }
 
-    def _record_signed(self, entry: HistoryEntry, *, session: Session) -> bool:
+    def _record_signed(self, entry: HistoryEntry, *, session: Session) -> None:
         """Record a signature in the governance history, in the caller's transaction."""
         try:
             self.governance.approvals.record_signed(entry, session=session)
         except GovernanceRefused as exc:  # pragma: no cover - ids are checked at intake
             log.error("history_record_failed", request_id=entry.request_id, code=exc.code)
-            return False
-        return True
-
-    def _remember_signed(self, entry: HistoryEntry) -> None:
-        """After the commit: the recorded signature joins the in-memory view."""
-        with self._view_lock:
-            cached = self._views.get(entry.tenant)
-            if cached is not None:
-                cached[1].setdefault(entry.request_id, entry_to_proto(entry))
 
     def _node_refused(
         self, row: SignatureRequestRow, node_id: int, exc: grpc.RpcError
@@ -924,7 +903,7 @@ class Coordinator:
             metrics.phase("record"),
             self.store.transaction() as s,
         ):  # the outcome and the signed history: one commit
-            recorded = self._record_signed(entry, session=s)
+            self._record_signed(entry, session=s)
             done = self.store.finish_request(
                 row.tenant,
                 row.request_id,
@@ -934,8 +913,6 @@ class Coordinator:
                 attempts=state.attempts,
                 **result,
             )
-        if recorded:
-            self._remember_signed(entry)
         return done
 
     def _sign_ecdsa(self, row: SignatureRequestRow, key: KeyRow) -> SignatureRequestRow:

@@ -45,6 +45,7 @@ from sqlalchemy.orm import Session
 
 from custody.governance.chain import PolicyGovernance
 from custody.governance.errors import Fault, GovernanceRefused
+from custody.governance.signed_history import SignedHistory
 from custody.governance.store import GovernanceStore
 from custody.governance.tables import PendingRequestRow, RequestApprovalRow, SignedEntryRow
 from policy._codec import ed25519_ok, lps, tag
@@ -234,14 +235,17 @@ class RequestApprovals:
         self.chain = chain
         self.on_request_changed = on_request_changed
         self._lock = threading.RLock()
+        self.signed = SignedHistory(self._read_signed)
 
     # -- the coordinator's account of what was signed -----------------------------------
 
-    def coordinator_view(
-        self, tenant: str, after: int, *, session: Session | None = None
-    ) -> tuple[HistoryEntry, ...]:
-        """The tenant's signatures with ``timestamp > after`` (``policy.exchange`` step 2)."""
-        with self.store.joined(session) as s:
+    def coordinator_view(self, tenant: str, after: int) -> tuple[HistoryEntry, ...]:
+        """The tenant's signatures with ``timestamp > after`` (``policy.exchange`` step 2),
+        from memory (:mod:`custody.governance.signed_history`)."""
+        return self.signed.entries(tenant, after)
+
+    def _read_signed(self, tenant: str, after: int) -> tuple[HistoryEntry, ...]:
+        with self.store.transaction() as s:
             rows = s.execute(
                 select(SignedEntryRow)
                 .where(SignedEntryRow.tenant == tenant, SignedEntryRow.timestamp > after)
@@ -249,13 +253,14 @@ class RequestApprovals:
             ).scalars()
             return tuple(_entry(r) for r in rows)
 
-    def history(self, tenant: str, now: int, *, session: Session | None = None) -> History:
+    def history(self, tenant: str, now: int) -> History:
         """What velocity rules of the active policy can see for ``tenant`` at ``now``
-        (velocity scopes never leave a tenant)."""
+        (velocity scopes never leave a tenant; older entries may be present: no window
+        ending at ``now`` counts them)."""
         window = self.chain.active().policy.document.max_velocity_window
         if not window:
             return History()
-        return History(self.coordinator_view(tenant, now - window, session=session))
+        return self.signed.history(tenant, now - window)
 
     def record_signed(self, entry: HistoryEntry, *, session: Session | None = None) -> None:
         """Record a completed signature (in the caller's transaction if given): it joins the
@@ -280,6 +285,7 @@ class RequestApprovals:
                     timestamp=entry.timestamp,
                 )
             )
+            self.signed.stored(s, entry)
             pending = s.get(PendingRequestRow, (entry.tenant, entry.request_id))
             if pending is not None and pending.request_digest == entry.request_digest:
                 pending.state = SIGNED
@@ -429,7 +435,7 @@ class RequestApprovals:
             self.chain.active(),
             request,
             self._stored_approvals(s, row),
-            self.history(row.tenant, now, session=s),
+            self.history(row.tenant, now),
             now,
         )
         if row.state == CANCELLED:

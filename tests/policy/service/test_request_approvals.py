@@ -13,6 +13,7 @@ from custody.governance.chain import PolicyGovernance
 from custody.governance.errors import GovernanceRefused
 from custody.governance.store import GovernanceStore
 from policy.authorize import Authorization, authorize
+from policy.document import VelocityScope
 from policy.governance import PolicyVersion, sign_version
 from policy.history import History, HistoryEntry
 from policy.request import ApprovalDecision, SigningRequest, sign_approval
@@ -239,3 +240,34 @@ def test_stale_requests_leave_the_approvers_list(env: Setup) -> None:
     assert env.approvals.pending() == []
     future = req(request_id="f-1", created_at=env.clock.now + 301)
     assert env.approvals.missing_approvals(future).code == "REQUEST_FROM_FUTURE"
+
+
+def test_the_signed_account_follows_commits_not_rollbacks(env: Setup, tmp_path: Path) -> None:
+    """The in-memory account (custody/governance/signed_history.py) holds what committed:
+    a signature recorded in a transaction that rolls back is never counted, one that
+    commits is counted at once, and a fresh process reading the database agrees."""
+    first = HistoryEntry.for_request(req(request_id="one", amount=100), T0)
+    env.approvals.record_signed(first)
+    assert [e.request_id for e in env.approvals.coordinator_view("acme", T0 - 1)] == ["one"]
+    lost = HistoryEntry.for_request(req(request_id="lost", amount=100), T0 + 1)
+    with pytest.raises(RuntimeError), env.store.transaction() as s:
+        env.approvals.record_signed(lost, session=s)
+        raise RuntimeError("the caller's transaction fails after recording")
+    kept = HistoryEntry.for_request(req(request_id="kept", amount=100), T0 + 2)
+    with env.store.transaction() as s:
+        env.approvals.record_signed(kept, session=s)
+        # not committed yet: not in the account
+        assert "kept" not in [e.request_id for e in env.approvals.coordinator_view("acme", 0)]
+    ids = [e.request_id for e in env.approvals.coordinator_view("acme", T0 - 1)]
+    assert sorted(ids) == ["kept", "one"]
+    assert env.approvals.history("acme", T0 + 10).window(VelocityScope.TENANT, "acme", None, 0) == (
+        2,
+        200,
+    )
+    # an older read than the memory holds reloads from the database
+    assert [e.request_id for e in env.approvals.coordinator_view("acme", T0 - 10)] == [
+        "one",
+        "kept",
+    ]
+    fresh = RequestApprovals(env.store, env.chain)
+    assert fresh.coordinator_view("acme", T0 - 1) == env.approvals.coordinator_view("acme", T0 - 1)
