@@ -60,9 +60,13 @@ def make_engine(url: str, *, sqlite_timeout: float | None = None) -> Engine:
     """An engine with the pragmas every SQLite connection needs; ``sqlite_timeout``
     (seconds) is how long a connection waits for another one's lock."""
     connect_args: dict[str, float] = {}
-    if sqlite_timeout is not None and make_url(url).get_backend_name() == "sqlite":
+    sqlite = make_url(url).get_backend_name() == "sqlite"
+    if sqlite_timeout is not None and sqlite:
         connect_args["timeout"] = sqlite_timeout
-    engine = create_engine(url, pool_pre_ping=True, connect_args=connect_args)
+    # A server connection can drop (PostgreSQL restarts): ping it before use. A SQLite
+    # connection is a file handle in this process; pinging it costs a query per
+    # transaction and finds nothing.
+    engine = create_engine(url, pool_pre_ping=not sqlite, connect_args=connect_args)
     if engine.dialect.name == "sqlite":
 
         @event.listens_for(engine, "connect")
