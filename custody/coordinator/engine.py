@@ -122,6 +122,15 @@ def _check_request_id(request_id: str) -> None:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class _Reserved:
+    """What the intake transaction reserved for a new request's first attempt: FROST
+    nonces (``begin_attempt``'s result) or a DKLs23 presignature (or None: none free)."""
+
+    nonces: tuple[dict[int, tuple[str, bytes]], set[int]] | None = None
+    presignature: tuple[str, tuple[int, ...], bytes] | None = None
+
+
 @dataclass
 class _Attempts:
     """What a signing loop learns across attempts: nodes to leave out, named
@@ -450,11 +459,14 @@ class Coordinator:
                 row, key = self._intake(tenant, inp)
             if row.state in FINAL:
                 return row
+            if row.attempts < 0:  # new: store, register and reserve in one commit
+                return self._accept(row, key)
             return self._decide_and_sign(row, key)
 
     def _intake(self, tenant: str, inp: SignInput) -> tuple[SignatureRequestRow, KeyRow]:
-        """Validate the request and store it (or find it stored: request_id is the
-        idempotency key, AIP-155). Called under the request's lock."""
+        """Validate the request and find it stored (request_id is the idempotency key,
+        AIP-155), or build its row: a new row, not stored yet, has ``attempts == -1``
+        (:meth:`_accept` stores it). Called under the request's lock."""
         req = inp.request
         if req.tenant != tenant or req.request_id != f"{tenant}:{inp.request_id}":
             raise ServiceError(
@@ -488,24 +500,95 @@ class Coordinator:
                         "REQUEST_ID_REUSED",
                         "request_id already used with different parameters",
                     )
-            else:
-                row = SignatureRequestRow(
-                    tenant=tenant,
-                    request_id=inp.request_id,
-                    key_id=req.key_id,
-                    path=path,
-                    payload_kind=req.request_type.value,
-                    payload=req.payload,
-                    signing_request=encoded,
-                    initiator_signature=inp.initiator_signature,
-                    request_digest=req.digest(),
-                    signed_digest=found.digest,
-                    taproot_merkle_root=found.taproot_merkle_root,
-                )
+                s.expunge(row)
+                return row, key
+        return SignatureRequestRow(
+            tenant=tenant,
+            request_id=inp.request_id,
+            key_id=req.key_id,
+            path=path,
+            payload_kind=req.request_type.value,
+            payload=req.payload,
+            signing_request=encoded,
+            initiator_signature=inp.initiator_signature,
+            request_digest=req.digest(),
+            signed_digest=found.digest,
+            taproot_merkle_root=found.taproot_merkle_root,
+            state="PENDING",
+            attempts=-1,
+        ), key
+
+    def _accept(self, row: SignatureRequestRow, key: KeyRow) -> SignatureRequestRow:
+        """A new request in one transaction: store it, register it with governance (the
+        initiator's checks, the policy's pre-evaluation, their audit records) and, if it
+        may be signed now, reserve its first attempt's nonces or presignature. Then sign
+        it, or leave it waiting for approvals, or failed with the policy's reason. A
+        refused registration rolls everything back and the request is stored failed."""
+        req = request_from_proto(gpb.SigningRequest.FromString(row.signing_request))
+        row.attempts = 0
+        first: _Reserved | None = None
+        try:
+            signature = InitiatorSignature(
+                initiator=req.initiator, signature=row.initiator_signature
+            )
+            with self.store.transaction() as s:
                 s.add(row)
+                s.flush()
+                with metrics.phase("governance"):
+                    status = self.governance.approvals.register(req, signature, session=s)
+                if status.code is None:
+                    with metrics.phase("reserve"):
+                        first = self._reserve_first(s, row, key)
+                elif status.code in WAITING_CODES:
+                    row.state = "PENDING_APPROVAL"
+                    row.requirement = status.requirement or ""
+                    row.error_code = status.code
+                    row.error_message = status.detail or ""
+                else:
+                    row.state = "FAILED"
+                    row.error_code = status.code
+                    row.error_message = status.detail or status.code
+                s.flush()
+                s.expunge(row)
+        except ValueError as exc:
+            return self._store_failed(row, "INITIATOR_SIGNATURE_INVALID", str(exc))
+        except GovernanceRefused as exc:
+            return self._store_failed(row, exc.code, str(exc))
+        if first is not None:
+            return self._sign(row, key, first)
+        if row.state == "FAILED":
+            log.info("signature_refused", request_id=row.request_id, code=row.error_code)
+        return row
+
+    def _reserve_first(self, s: Session, row: SignatureRequestRow, key: KeyRow) -> _Reserved:
+        """The first attempt's reservation, in the intake transaction ``s``."""
+        candidates = _Attempts(0).candidates(self.config)
+        if key.scheme == ECDSA:
+            presignature = self.store.begin_presignature_attempt(
+                row.tenant, row.request_id, row.key_id, candidates, 1, session=s
+            )
+            return _Reserved(presignature=presignature)
+        needed = self._public_package(key, row.path).min_signers
+        nonces = self.store.begin_attempt(
+            row.tenant, row.request_id, row.key_id, candidates, needed, 1, session=s
+        )
+        return _Reserved(nonces=nonces)
+
+    def _store_failed(
+        self, row: SignatureRequestRow, code: str, message: str
+    ) -> SignatureRequestRow:
+        """Store a new request that governance refused (nothing else was written)."""
+        log.info("signature_refused", request_id=row.request_id, code=code)
+        failed = SignatureRequestRow(
+            **{c.key: getattr(row, c.key) for c in SignatureRequestRow.__table__.columns}
+        )
+        failed.state, failed.error_code, failed.error_message = "FAILED", code, message
+        failed.attempts = 0
+        with self.store.transaction() as s:
+            s.add(failed)
             s.flush()
-            s.expunge(row)
-        return row, key
+            s.expunge(failed)
+        return failed
 
     def _decide_and_sign(self, row: SignatureRequestRow, key: KeyRow) -> SignatureRequestRow:
         """Register the request with governance (checks the initiator), then sign it
@@ -804,11 +887,15 @@ class Coordinator:
             return reason, f"node {node_id} refused: {exc.details()}"
         return "NODE_REFUSED", f"node {node_id}: {reason}"
 
-    def _sign(self, row: SignatureRequestRow, key: KeyRow) -> SignatureRequestRow:
+    def _sign(
+        self, row: SignatureRequestRow, key: KeyRow, first: _Reserved | None = None
+    ) -> SignatureRequestRow:
+        """Sign an allowed request; ``first``: what the intake transaction reserved for
+        attempt 1 (the row's ``attempts`` already counts it)."""
         started = time.perf_counter()
         with structlog.contextvars.bound_contextvars(request_id=row.request_id, key_id=key.key_id):
             sign = self._sign_ecdsa if key.scheme == ECDSA else self._sign_frost
-            done = sign(row, key)
+            done = sign(row, key, first)
         metrics.SIGNATURES.labels(key.scheme, done.state).inc()
         metrics.SIGNING_LATENCY.labels(key.scheme).observe(time.perf_counter() - started)
         return done
@@ -915,7 +1002,9 @@ class Coordinator:
             )
         return done
 
-    def _sign_ecdsa(self, row: SignatureRequestRow, key: KeyRow) -> SignatureRequestRow:
+    def _sign_ecdsa(
+        self, row: SignatureRequestRow, key: KeyRow, first: _Reserved | None
+    ) -> SignatureRequestRow:
         """DKLs23: a pool presignature (or one made now) whose signers are all
         reachable, the final step on each signer, combine and verify (step 10).
         A failed signer is excluded and another presignature used; a combined
@@ -930,16 +1019,19 @@ class Coordinator:
             self._public_package(key, row.path).group_public_key
         )
         bad_sets: set[tuple[int, ...]] = set()
-        st = _Attempts(row.attempts)
+        st = _Attempts(row.attempts - 1 if first is not None else row.attempts)
         while True:
             candidates = st.candidates(self.config)
             if len(candidates) < key.threshold or st.attempts >= len(self.config.nodes) + 3:
                 return self._give_up(row, st)
             st.attempts += 1
-            with metrics.phase("reserve"):
-                reserved = self.store.begin_presignature_attempt(
-                    row.tenant, row.request_id, row.key_id, candidates, st.attempts
-                )
+            if first is not None:
+                reserved, first = first.presignature, None
+            else:
+                with metrics.phase("reserve"):
+                    reserved = self.store.begin_presignature_attempt(
+                        row.tenant, row.request_id, row.key_id, candidates, st.attempts
+                    )
             if reserved is not None and reserved[1] in bad_sets:
                 continue
             if reserved is None:
@@ -1026,20 +1118,25 @@ class Coordinator:
         if level < max(1, self.config.presignature_pool_target // 2):
             self.background.submit(self.fill_presignatures, key_id, set(signers))
 
-    def _sign_frost(self, row: SignatureRequestRow, key: KeyRow) -> SignatureRequestRow:
+    def _sign_frost(
+        self, row: SignatureRequestRow, key: KeyRow, first: _Reserved | None
+    ) -> SignatureRequestRow:
         suite: Ciphersuite = SUITES[key.scheme]
         derived_public = self._public_package(key, row.path)
         needed = derived_public.min_signers
-        st = _Attempts(row.attempts)
+        st = _Attempts(row.attempts - 1 if first is not None else row.attempts)
         while True:
             candidates = st.candidates(self.config)
             if len(candidates) < needed or st.attempts >= len(self.config.nodes) + 2:
                 return self._give_up(row, st)
             st.attempts += 1
-            with metrics.phase("reserve"):
-                chosen, empty = self.store.begin_attempt(
-                    row.tenant, row.request_id, row.key_id, candidates, needed, st.attempts
-                )
+            if first is not None and first.nonces is not None:
+                (chosen, empty), first = first.nonces, None
+            else:
+                with metrics.phase("reserve"):
+                    chosen, empty = self.store.begin_attempt(
+                        row.tenant, row.request_id, row.key_id, candidates, needed, st.attempts
+                    )
             if len(chosen) < needed:
                 # Empty pools: refill them now (round one on demand), then try again.
                 self.fill_pools(row.key_id, empty)

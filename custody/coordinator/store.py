@@ -162,15 +162,17 @@ class CoordinatorStore(TransactionalStore):
         candidates: list[int],
         needed: int,
         attempt: int,
+        *,
+        session: Session | None = None,
     ) -> tuple[dict[int, tuple[str, bytes]], set[int]]:
-        """One transaction per signing attempt: retire every entry an earlier
-        attempt reserved, reserve one unused entry on each of ``needed`` nodes,
-        and mark the request SIGNING with those signers. Returns the
+        """One transaction per signing attempt (the caller's, if given): retire every
+        entry an earlier attempt reserved, reserve one unused entry on each of
+        ``needed`` nodes, and mark the request SIGNING with those signers. Returns the
         reservations and the candidates whose pools were empty."""
         tag = f"{tenant}/{request_id}"
         chosen: dict[int, tuple[str, bytes]] = {}
         empty: set[int] = set()
-        with self.transaction() as s:
+        with self.joined(session) as s:
             s.execute(
                 update(PoolNonceRow)
                 .where(PoolNonceRow.request_id == tag, PoolNonceRow.state == "reserved")
@@ -230,15 +232,22 @@ class CoordinatorStore(TransactionalStore):
             return {str(signers): int(n) for signers, n in rows}
 
     def begin_presignature_attempt(
-        self, tenant: str, request_id: str, key_id: str, candidates: list[int], attempt: int
+        self,
+        tenant: str,
+        request_id: str,
+        key_id: str,
+        candidates: list[int],
+        attempt: int,
+        *,
+        session: Session | None = None,
     ) -> tuple[str, tuple[int, ...], bytes] | None:
-        """One transaction per attempt: spend what earlier attempts reserved,
-        reserve one unused presignature whose signer set lies within
+        """One transaction per attempt (the caller's, if given): spend what earlier
+        attempts reserved, reserve one unused presignature whose signer set lies within
         ``candidates`` (preferring the fullest pool), mark the request SIGNING.
         None if no such presignature exists."""
         tag = f"{tenant}/{request_id}"
         allowed = set(candidates)
-        with self.transaction() as s:
+        with self.joined(session) as s:
             s.execute(
                 update(PresignatureRow)
                 .where(PresignatureRow.request_id == tag, PresignatureRow.state == "reserved")

@@ -348,10 +348,13 @@ class RequestApprovals:
         initiator_signature: InitiatorSignature,
         *,
         now: int | None = None,
+        session: Session | None = None,
     ) -> RequestStatus:
         """Accept a request for approval: the initiator must be registered for the tenant
         and have signed exactly this request. Idempotent for the same request; the same
-        id with another digest is ``REQUEST_ID_REUSED``. Audits the request and decision."""
+        id with another digest is ``REQUEST_ID_REUSED``. Audits the request and decision,
+        in the caller's transaction if given (the coordinator stores, registers and
+        reserves a new request's nonces in one commit)."""
         now = self.store.clock() if now is None else now
         state = self.chain.active()
         initiator = state.policy.document.initiators.get(request.initiator)
@@ -364,7 +367,7 @@ class RequestApprovals:
             state.policy.initiator_verifiers[request.initiator], digest
         ):
             raise GovernanceRefused("INITIATOR_SIGNATURE_INVALID", Fault.INVALID, request.initiator)
-        with self._lock, self.store.transaction() as s:
+        with self._lock, self.store.joined(session) as s:
             row = s.get(
                 PendingRequestRow, (request.tenant, request.request_id), with_for_update=True
             )

@@ -46,6 +46,8 @@ def test_requests_signatures_pools_and_node_health_are_exported(running, acme) -
         _value(samples, "custody_signatures_total", scheme="frost-bip340", outcome="SUCCEEDED") >= 1
     )
     assert _value(samples, "custody_signing_latency_seconds_count", scheme="frost-bip340") >= 1
+    for phase in ("intake", "governance", "reserve", "reports", "shares", "combine", "record"):
+        assert _value(samples, "custody_signing_phase_seconds_count", phase=phase) >= 1
     levels = [
         v
         for (name, labels), v in samples.items()
