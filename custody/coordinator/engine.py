@@ -175,6 +175,7 @@ class Coordinator:
         self._tenant_locks: dict[str, threading.Lock] = defaultdict(threading.Lock)
         self._locks_guard = threading.Lock()
         self._packages: dict[tuple[str, bytes, str], PublicKeyPackage] = {}
+        self._keys: dict[str, KeyRow] = {}  # immutable rows, read once (get_key)
         self._stopping = threading.Event()
 
     def close(self) -> None:
@@ -398,12 +399,18 @@ class Coordinator:
             )
 
     def get_key(self, tenant: str, key_id: str) -> KeyRow:
-        with self.store.transaction() as s:
-            row = s.get(KeyRow, key_id)
-            if row is None or row.tenant != tenant:  # another tenant's key does not exist for you
-                raise ServiceError(grpc.StatusCode.NOT_FOUND, "KEY_NOT_FOUND", f"no key {key_id}")
-            s.expunge(row)
-            return row
+        """A key of ``tenant``. Key rows never change once written (a refresh keeps the
+        public key; nothing deletes them), so each is read from the database once."""
+        row = self._keys.get(key_id)
+        if row is None:
+            with self.store.transaction() as s:
+                row = s.get(KeyRow, key_id)
+                if row is not None:
+                    s.expunge(row)
+                    self._keys[key_id] = row
+        if row is None or row.tenant != tenant:  # another tenant's key does not exist for you
+            raise ServiceError(grpc.StatusCode.NOT_FOUND, "KEY_NOT_FOUND", f"no key {key_id}")
+        return row
 
     def list_keys(self, tenant: str) -> list[KeyRow]:
         with self.store.transaction() as s:
@@ -460,7 +467,7 @@ class Coordinator:
             if row.state in FINAL:
                 return row
             if row.attempts < 0:  # new: store, register and reserve in one commit
-                return self._accept(row, key)
+                return self._accept(row, key, inp.request)
             return self._decide_and_sign(row, key)
 
     def _intake(self, tenant: str, inp: SignInput) -> tuple[SignatureRequestRow, KeyRow]:
@@ -518,13 +525,14 @@ class Coordinator:
             attempts=-1,
         ), key
 
-    def _accept(self, row: SignatureRequestRow, key: KeyRow) -> SignatureRequestRow:
+    def _accept(
+        self, row: SignatureRequestRow, key: KeyRow, req: SigningRequest
+    ) -> SignatureRequestRow:
         """A new request in one transaction: store it, register it with governance (the
         initiator's checks, the policy's pre-evaluation, their audit records) and, if it
         may be signed now, reserve its first attempt's nonces or presignature. Then sign
         it, or leave it waiting for approvals, or failed with the policy's reason. A
         refused registration rolls everything back and the request is stored failed."""
-        req = request_from_proto(gpb.SigningRequest.FromString(row.signing_request))
         row.attempts = 0
         first: _Reserved | None = None
         try:
@@ -532,8 +540,6 @@ class Coordinator:
                 initiator=req.initiator, signature=row.initiator_signature
             )
             with self.store.transaction() as s:
-                s.add(row)
-                s.flush()
                 with metrics.phase("governance"):
                     status = self.governance.approvals.register(req, signature, session=s)
                 if status.code is None:
@@ -548,6 +554,7 @@ class Coordinator:
                     row.state = "FAILED"
                     row.error_code = status.code
                     row.error_message = status.detail or status.code
+                s.add(row)  # one INSERT with the state reached (the id is new: _intake)
                 s.flush()
                 s.expunge(row)
         except ValueError as exc:
@@ -565,12 +572,12 @@ class Coordinator:
         candidates = _Attempts(0).candidates(self.config)
         if key.scheme == ECDSA:
             presignature = self.store.begin_presignature_attempt(
-                row.tenant, row.request_id, row.key_id, candidates, 1, session=s
+                row.tenant, row.request_id, row.key_id, candidates, 1, session=s, request=row
             )
             return _Reserved(presignature=presignature)
         needed = self._public_package(key, row.path).min_signers
         nonces = self.store.begin_attempt(
-            row.tenant, row.request_id, row.key_id, candidates, needed, 1, session=s
+            row.tenant, row.request_id, row.key_id, candidates, needed, 1, session=s, request=row
         )
         return _Reserved(nonces=nonces)
 
@@ -579,16 +586,13 @@ class Coordinator:
     ) -> SignatureRequestRow:
         """Store a new request that governance refused (nothing else was written)."""
         log.info("signature_refused", request_id=row.request_id, code=code)
-        failed = SignatureRequestRow(
-            **{c.key: getattr(row, c.key) for c in SignatureRequestRow.__table__.columns}
-        )
-        failed.state, failed.error_code, failed.error_message = "FAILED", code, message
-        failed.attempts = 0
+        row.state, row.error_code, row.error_message = "FAILED", code, message
+        row.attempts = 0
         with self.store.transaction() as s:
-            s.add(failed)
+            s.add(row)
             s.flush()
-            s.expunge(failed)
-        return failed
+            s.expunge(row)
+        return row
 
     def _decide_and_sign(self, row: SignatureRequestRow, key: KeyRow) -> SignatureRequestRow:
         """Register the request with governance (checks the initiator), then sign it

@@ -13,14 +13,17 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable
+from typing import cast
 
 from sqlalchemy import (
     DateTime,
     Integer,
     LargeBinary,
     String,
+    Table,
     Text,
     UniqueConstraint,
+    bindparam,
     func,
     select,
     update,
@@ -123,6 +126,30 @@ class PresignatureRow(Base):
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
+_NONCES = cast(Table, PoolNonceRow.__table__)
+# One nonce reservation per signature request: Core statements, built once.
+_RETIRE_NONCES = (
+    update(_NONCES)
+    .where(_NONCES.c.request_id == bindparam("tag"), _NONCES.c.state == "reserved")
+    .values(state="used")
+)
+_PICK_NONCE = (
+    select(_NONCES.c.nonce_id, _NONCES.c.commitments)
+    .where(
+        _NONCES.c.key_id == bindparam("key_id"),
+        _NONCES.c.node_id == bindparam("node_id"),
+        _NONCES.c.state == "unused",
+    )
+    .limit(1)
+    .with_for_update(skip_locked=True)
+)
+_CLAIM_NONCE = (
+    update(_NONCES)
+    .where(_NONCES.c.nonce_id == bindparam("nid"), _NONCES.c.state == "unused")
+    .values(state="reserved", request_id=bindparam("tag"))
+)
+
+
 def signer_set(signers: Iterable[int]) -> str:
     return ",".join(map(str, sorted(signers)))
 
@@ -164,44 +191,31 @@ class CoordinatorStore(TransactionalStore):
         attempt: int,
         *,
         session: Session | None = None,
+        request: SignatureRequestRow | None = None,
     ) -> tuple[dict[int, tuple[str, bytes]], set[int]]:
         """One transaction per signing attempt (the caller's, if given): retire every
         entry an earlier attempt reserved, reserve one unused entry on each of
         ``needed`` nodes, and mark the request SIGNING with those signers. Returns the
-        reservations and the candidates whose pools were empty."""
+        reservations and the candidates whose pools were empty. ``request``: the
+        caller's row of a request not stored yet (nothing reserved for it before)."""
         tag = f"{tenant}/{request_id}"
         chosen: dict[int, tuple[str, bytes]] = {}
         empty: set[int] = set()
         with self.joined(session) as s:
-            s.execute(
-                update(PoolNonceRow)
-                .where(PoolNonceRow.request_id == tag, PoolNonceRow.state == "reserved")
-                .values(state="used")
-            )
+            if request is None:
+                s.execute(_RETIRE_NONCES, {"tag": tag})
             for node_id in candidates:
                 if len(chosen) == needed:
                     break
-                row = s.execute(
-                    select(PoolNonceRow.nonce_id, PoolNonceRow.commitments)
-                    .where(
-                        PoolNonceRow.key_id == key_id,
-                        PoolNonceRow.node_id == node_id,
-                        PoolNonceRow.state == "unused",
-                    )
-                    .limit(1)
-                    .with_for_update(skip_locked=True)
-                ).first()
+                row = s.execute(_PICK_NONCE, {"key_id": key_id, "node_id": node_id}).first()
                 if row is None:
                     empty.add(node_id)
                     continue
-                claimed = s.execute(
-                    update(PoolNonceRow)
-                    .where(PoolNonceRow.nonce_id == row.nonce_id, PoolNonceRow.state == "unused")
-                    .values(state="reserved", request_id=tag)
-                )
+                claimed = s.execute(_CLAIM_NONCE, {"nid": row.nonce_id, "tag": tag})
                 if claimed.rowcount == 1:  # type: ignore[attr-defined]
                     chosen[node_id] = (row.nonce_id, row.commitments)
-            request = s.get(SignatureRequestRow, (tenant, request_id))
+            if request is None:
+                request = s.get(SignatureRequestRow, (tenant, request_id))
             assert request is not None
             request.attempts = attempt
             if len(chosen) == needed:
@@ -240,19 +254,22 @@ class CoordinatorStore(TransactionalStore):
         attempt: int,
         *,
         session: Session | None = None,
+        request: SignatureRequestRow | None = None,
     ) -> tuple[str, tuple[int, ...], bytes] | None:
         """One transaction per attempt (the caller's, if given): spend what earlier
         attempts reserved, reserve one unused presignature whose signer set lies within
         ``candidates`` (preferring the fullest pool), mark the request SIGNING.
-        None if no such presignature exists."""
+        None if no such presignature exists. ``request``: the caller's row of a request
+        not stored yet (nothing reserved for it before)."""
         tag = f"{tenant}/{request_id}"
         allowed = set(candidates)
         with self.joined(session) as s:
-            s.execute(
-                update(PresignatureRow)
-                .where(PresignatureRow.request_id == tag, PresignatureRow.state == "reserved")
-                .values(state="used")
-            )
+            if request is None:
+                s.execute(
+                    update(PresignatureRow)
+                    .where(PresignatureRow.request_id == tag, PresignatureRow.state == "reserved")
+                    .values(state="used")
+                )
             levels = s.execute(
                 select(PresignatureRow.signers, func.count())
                 .where(PresignatureRow.key_id == key_id, PresignatureRow.state == "unused")
@@ -266,7 +283,8 @@ class CoordinatorStore(TransactionalStore):
                 ),
                 reverse=True,
             )
-            request = s.get(SignatureRequestRow, (tenant, request_id))
+            if request is None:
+                request = s.get(SignatureRequestRow, (tenant, request_id))
             assert request is not None
             request.attempts = attempt
             for _, signers in usable:

@@ -187,6 +187,26 @@ def test_bad_requests_get_invalid_argument_and_write_nothing(acme, keys, build, 
     assert missing.value.code() in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.INVALID_ARGUMENT)
 
 
+def test_a_forged_initiator_signature_fails_the_request_and_stays_failed(acme, keys) -> None:
+    """A well-formed request whose initiator signature does not verify is stored FAILED
+    with the governance code (nothing else of it is written: its registration rolled
+    back), and the same request_id keeps that outcome."""
+    key = keys["eddsa-ed25519"]
+    rid = "forged-" + uuid.uuid4().hex
+    request = _signed(acme, key.key_id, rid, signature=bytes(64))
+    first = acme.stub.RequestSignature(request)
+    assert first.state == pb.REQUEST_STATE_FAILED
+    assert first.error_code == "INITIATOR_SIGNATURE_INVALID"
+    again = acme.stub.RequestSignature(request)
+    assert (again.state, again.error_code) == (first.state, first.error_code)
+    stored = acme.stub.GetSignatureRequest(pb.GetSignatureRequestRequest(request_id=rid))
+    assert (stored.state, stored.error_code, stored.signature) == (
+        pb.REQUEST_STATE_FAILED,
+        "INITIATOR_SIGNATURE_INVALID",
+        b"",
+    )
+
+
 def test_unknown_fields_are_refused(acme) -> None:
     raw = pb.ListKeysRequest().SerializeToString() + b"\x78\x01"  # field 15, varint 1
     call = acme.channel.unary_unary(
