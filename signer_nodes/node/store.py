@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import cast
 
 from sqlalchemy import (
     DateTime,
@@ -22,6 +24,9 @@ from sqlalchemy import (
     Integer,
     LargeBinary,
     String,
+    Table,
+    bindparam,
+    insert,
     select,
     update,
 )
@@ -84,6 +89,49 @@ class ExcludedPeerRow(Base):
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
+_KEYS = cast(Table, KeyShareRow.__table__)
+_NONCES = cast(Table, NonceRow.__table__)
+_RECORDS = cast(Table, SignRecordRow.__table__)
+
+# The hot path's statements, built once: SQLAlchemy Core on the session's connection
+# (no unit of work, no identity map) and a cache key memoized on each statement, so a
+# share costs four short statements and the commit. Bind names differ from column names
+# (an UPDATE reserves those for its SET clause).
+_READ_KEY = select(
+    _KEYS.c.key_id,
+    _KEYS.c.scheme,
+    _KEYS.c.tenant,
+    _KEYS.c.epoch,
+    _KEYS.c.sealed_key_package,
+    _KEYS.c.public_key_package,
+).where(_KEYS.c.key_id == bindparam("b_key_id"))
+_SIGNED = select(_RECORDS.c.request_id).where(_RECORDS.c.request_id == bindparam("b_request_id"))
+_POOL_ENTRY = (
+    select(_NONCES.c.state, _NONCES.c.commitments, _NONCES.c.sealed_nonces)
+    .where(_NONCES.c.nonce_id == bindparam("b_nonce_id"), _NONCES.c.key_id == bindparam("b_key_id"))
+    .with_for_update()
+)
+_CONSUME = (
+    update(_NONCES)
+    .where(_NONCES.c.nonce_id == bindparam("b_nonce_id"), _NONCES.c.state == "unused")
+    .values(state="consumed", sealed_nonces=None, request_id=bindparam("b_request_id"))
+)
+_ADD_ENTRY = insert(_NONCES)
+_ADD_RECORD = insert(_RECORDS)
+
+
+@dataclass(frozen=True, slots=True)
+class StoredKey:
+    """A key share row as read (the share itself still sealed)."""
+
+    key_id: str
+    scheme: str
+    tenant: str
+    epoch: int
+    sealed_key_package: bytes = field(repr=False)
+    public_key_package: bytes = field(repr=False)
+
+
 class StoreError(Exception):
     def __init__(self, reason: str, message: str) -> None:
         super().__init__(message)
@@ -133,28 +181,44 @@ class NodeStore(TransactionalStore):
                     .values(state="retired", sealed_nonces=None)
                 )
 
-    def load_key(self, key_id: str) -> KeyShareRow:
-        with self.transaction() as s:
-            row = s.get(KeyShareRow, key_id)
-            if row is None:
-                raise StoreError("KEY_NOT_FOUND", f"this node holds no share of key {key_id}")
-            s.expunge(row)
-            return row
+    def load_key(self, key_id: str) -> StoredKey:
+        """The key's row as committed now: read on every call (one statement), so a
+        refresh, a re-seal (``custody hsm rotate``) or a removal by another process is
+        seen at once."""
+        with self.engine.connect() as conn:
+            row = conn.execute(_READ_KEY, {"b_key_id": key_id}).one_or_none()
+        if row is None:
+            raise StoreError("KEY_NOT_FOUND", f"this node holds no share of key {key_id}")
+        return StoredKey(
+            row.key_id,
+            row.scheme,
+            row.tenant,
+            row.epoch,
+            bytes(row.sealed_key_package),
+            bytes(row.public_key_package),
+        )
 
     # -- nonce pool -----------------------------------------------------------
 
     def add_nonces(self, key_id: str, entries: list[tuple[str, bytes, bytes]]) -> None:
         """``entries``: (nonce id, commitments, sealed nonces)."""
+        if not entries:
+            return
         with self.transaction() as s:
-            for nonce_id, commitments, sealed in entries:
-                s.add(
-                    NonceRow(
-                        nonce_id=nonce_id,
-                        key_id=key_id,
-                        commitments=commitments,
-                        sealed_nonces=sealed,
-                    )
-                )
+            s.connection().execute(
+                _ADD_ENTRY,
+                [
+                    {
+                        "nonce_id": nonce_id,
+                        "key_id": key_id,
+                        "commitments": commitments,
+                        "sealed_nonces": sealed,
+                        "state": "unused",
+                        "created_at": utcnow(),
+                    }
+                    for nonce_id, commitments, sealed in entries
+                ],
+            )
 
     def sign_with_nonce(
         self,
@@ -176,16 +240,13 @@ class NodeStore(TransactionalStore):
         rolls back. ``record`` adds the policy history entry in the same
         transaction, so history and consumption commit together or not at all."""
         with self.transaction() as s:
-            if s.get(SignRecordRow, request_id) is not None:
+            conn = s.connection()
+            if conn.execute(_SIGNED, {"b_request_id": request_id}).first() is not None:
                 raise StoreError(
                     "REQUEST_ALREADY_SIGNED",
                     f"request {request_id} was already signed by this node",
                 )
-            row = s.execute(
-                select(NonceRow)
-                .where(NonceRow.nonce_id == nonce_id, NonceRow.key_id == key_id)
-                .with_for_update()
-            ).scalar_one_or_none()
+            row = conn.execute(_POOL_ENTRY, {"b_nonce_id": nonce_id, "b_key_id": key_id}).first()
             if row is None:
                 raise StoreError("NONCE_NOT_FOUND", f"no pool nonce {nonce_id} for key {key_id}")
             if row.state != "unused" or row.sealed_nonces is None:
@@ -194,27 +255,25 @@ class NodeStore(TransactionalStore):
                 raise StoreError(
                     "COMMITMENT_MISMATCH", "the package carries other commitments for this node"
                 )
-            sealed = row.sealed_nonces
-            result = s.execute(
-                update(NonceRow)
-                .where(NonceRow.nonce_id == nonce_id, NonceRow.state == "unused")
-                .values(state="consumed", sealed_nonces=None, request_id=request_id)
-            )
-            if result.rowcount != 1:  # type: ignore[attr-defined]
+            sealed = bytes(row.sealed_nonces)
+            result = conn.execute(_CONSUME, {"b_nonce_id": nonce_id, "b_request_id": request_id})
+            if result.rowcount != 1:
                 raise StoreError(
                     "NONCE_ALREADY_USED", f"pool nonce {nonce_id} was consumed concurrently"
                 )
             share = compute_share(sealed)
             if record is not None:
                 record(s)
-            s.add(
-                SignRecordRow(
-                    request_id=request_id,
-                    key_id=key_id,
-                    package_digest=package_digest,
-                    nonce_id=nonce_id,
-                    signature_share=share,
-                )
+            conn.execute(
+                _ADD_RECORD,
+                {
+                    "request_id": request_id,
+                    "key_id": key_id,
+                    "package_digest": package_digest,
+                    "nonce_id": nonce_id,
+                    "signature_share": share,
+                    "created_at": utcnow(),
+                },
             )
             return share
 
