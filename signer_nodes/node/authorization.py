@@ -24,7 +24,7 @@ from custody._pb.custody.governance.v1 import governance_pb2 as gpb
 from custody._pb.custody.node.v1 import node_pb2
 from policy.authorize import Authorization, Refusal, authorize_with_peers, check_reportable
 from policy.exchange import HistoryHead, HistoryReport
-from policy.history import HistoryEntry, NodeHistory
+from policy.history import HistoryEntry
 from policy.payloads import Interpretation, PayloadError, interpret_request
 from policy.request import (
     Approval,
@@ -320,7 +320,7 @@ def authorize_signing(
         if report.head.node_id in reports:
             raise _bad("history reports", ValueError("two reports from one node"))
         reports[report.head.node_id] = report
-    own_log: NodeHistory = policy.log()
+    own_log, remembered_heads = policy.signing_view()
     result = authorize_with_peers(
         policy.active(),
         node_id=node_id,
@@ -334,7 +334,7 @@ def authorize_signing(
         reports=reports,
         node_keys=node_keys,
         coordinator_view=[entry_from_proto(e) for e in message.coordinator_view],
-        remembered_heads=policy.remembered_heads(),
+        remembered_heads=remembered_heads,
         now=now,
         own_reported_count=own_reported_count,
     )

@@ -39,9 +39,24 @@ import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from sqlalchemy import BigInteger, DateTime, Integer, LargeBinary, String, delete, select
+from sqlalchemy import (
+    BigInteger,
+    Connection,
+    DateTime,
+    Integer,
+    LargeBinary,
+    RowMapping,
+    String,
+    Table,
+    bindparam,
+    delete,
+    insert,
+    select,
+    update,
+)
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
@@ -143,6 +158,74 @@ class LeaseRow(PolicyBase):
     created_at: Mapped[int] = mapped_column(BigInteger, index=True)  # the request's
 
 
+_HISTORY = cast(Table, HistoryRow.__table__)
+_HEAD = cast(Table, HistoryHeadRow.__table__)
+_PEERS = cast(Table, PeerHeadRow.__table__)
+_LEASES = cast(Table, LeaseRow.__table__)
+
+# The statements of the signing path, built once (SQLAlchemy Core on the caller's
+# connection: no unit of work, a cache key memoized per statement). Bind names differ
+# from column names (an UPDATE reserves those for its SET clause).
+_HEAD_FOR_UPDATE = select(_HEAD.c.count, _HEAD.c.head).where(_HEAD.c.id == 1).with_for_update()
+_MOVE_HEAD = (
+    update(_HEAD)
+    .where(_HEAD.c.id == 1)
+    .values(count=bindparam("b_count"), head=bindparam("b_head"))
+)
+_LOGGED = select(_HISTORY.c.request_digest).where(
+    _HISTORY.c.request_id == bindparam("b_request_id")
+)
+_APPEND = insert(_HISTORY)
+_NEW_ENTRIES = (
+    select(_HISTORY).where(_HISTORY.c.seq > bindparam("b_after")).order_by(_HISTORY.c.seq)
+)
+_PEER_HEADS = select(_PEERS)
+_MOVE_PEER_HEAD = (
+    update(_PEERS)
+    .where(_PEERS.c.node_id == bindparam("b_node_id"), _PEERS.c.count <= bindparam("b_count"))
+    .values(
+        count=bindparam("b_count"),
+        head_hash=bindparam("b_head_hash"),
+        anchor_count=bindparam("b_anchor_count"),
+        anchor_hash=bindparam("b_anchor_hash"),
+        request_digest=bindparam("b_request_digest"),
+        signature=bindparam("b_signature"),
+    )
+)
+_PEER_KNOWN = select(_PEERS.c.node_id).where(_PEERS.c.node_id == bindparam("b_node_id"))
+_ADD_PEER_HEAD = insert(_PEERS)
+_LEASE_FOR_UPDATE = (
+    select(_LEASES.c.request_digest, _LEASES.c.state, _LEASES.c.expires_at)
+    .where(_LEASES.c.request_id == bindparam("b_request_id"))
+    .with_for_update()
+)
+_TENANT_BUSY = (
+    select(_LEASES.c.expires_at)
+    .where(
+        _LEASES.c.tenant == bindparam("b_tenant"),
+        _LEASES.c.state == "held",
+        _LEASES.c.expires_at > bindparam("b_now"),
+    )
+    .limit(1)
+)
+_TAKE_LEASE = insert(_LEASES)
+_RELEASE_LEASE = (
+    update(_LEASES)
+    .where(_LEASES.c.request_id == bindparam("b_request_id"))
+    .values(state="released")
+)
+_FORFEIT_LEASE = (
+    update(_LEASES)
+    .where(
+        _LEASES.c.request_id == bindparam("b_request_id"),
+        _LEASES.c.request_digest == bindparam("b_digest"),
+        _LEASES.c.state == "held",
+    )
+    .values(state="lost")
+)
+_PRUNE_LEASES = delete(_LEASES).where(_LEASES.c.created_at < bindparam("b_oldest"))
+
+
 @dataclass(frozen=True, slots=True)
 class GenesisPin:
     """The genesis bundle and the document hash the node trusts it by."""
@@ -194,45 +277,44 @@ def genesis_state(pin: GenesisPin) -> ChainState:
     return state
 
 
-def _entry(row: HistoryRow) -> HistoryEntry:
+def _entry(row: RowMapping) -> HistoryEntry:
     return HistoryEntry(
-        request_id=row.request_id,
-        request_digest=row.request_digest,
-        key_id=row.key_id,
-        initiator=row.initiator,
-        tenant=row.tenant,
-        asset=row.asset,
-        amount=int(row.amount),
-        timestamp=row.timestamp,
+        request_id=row["request_id"],
+        request_digest=row["request_digest"],
+        key_id=row["key_id"],
+        initiator=row["initiator"],
+        tenant=row["tenant"],
+        asset=row["asset"],
+        amount=int(row["amount"]),
+        timestamp=row["timestamp"],
     )
 
 
-def _head(row: PeerHeadRow) -> HistoryHead:
+def _head(row: RowMapping) -> HistoryHead:
     return HistoryHead(
-        node_id=row.node_id,
-        count=row.count,
-        head_hash=row.head_hash,
-        anchor_count=row.anchor_count,
-        anchor_hash=row.anchor_hash,
-        request_digest=row.request_digest,
-        signature=row.signature,
+        node_id=row["node_id"],
+        count=row["count"],
+        head_hash=row["head_hash"],
+        anchor_count=row["anchor_count"],
+        anchor_hash=row["anchor_hash"],
+        request_digest=row["request_digest"],
+        signature=row["signature"],
     )
 
 
-def _logged_digest(session: Session, request_id: str) -> bytes | None:
+def _logged_digest(conn: Connection, request_id: str) -> bytes | None:
     """The digest this node's log holds for ``request_id``, if it recorded it."""
-    return session.execute(
-        select(HistoryRow.request_digest).where(HistoryRow.request_id == request_id)
-    ).scalar_one_or_none()
+    digest = conn.execute(_LOGGED, {"b_request_id": request_id}).scalar_one_or_none()
+    return None if digest is None else bytes(digest)
 
 
 def _reused(request_id: str) -> PolicyStateError:
     return PolicyStateError("REQUEST_ID_REUSED", f"request {request_id!r} has another digest")
 
 
-def _check_held(lease: LeaseRow, now: int) -> None:
-    """Raise ``HISTORY_LEASE_LOST`` unless ``lease`` is still held."""
-    if lease.state != "held" or now >= lease.expires_at:
+def _check_held(state: str, expires_at: int, now: int) -> None:
+    """Raise ``HISTORY_LEASE_LOST`` unless a lease in ``state`` is still held."""
+    if state != "held" or now >= expires_at:
         raise PolicyStateError(
             "HISTORY_LEASE_LOST",
             "this node refused this request, or its report for it ran out; submit it again",
@@ -368,58 +450,57 @@ class PolicyState(TransactionalStore):
         share always has its history entry. The same request again (same id and digest,
         a retry) is not appended twice; the same id with another digest raises
         ``REQUEST_ID_REUSED`` (and the caller's transaction must roll back)."""
-        head = session.execute(
-            select(HistoryHeadRow).where(HistoryHeadRow.id == 1).with_for_update()
-        ).scalar_one()
-        existing = _logged_digest(session, entry.request_id)
+        conn = session.connection()
+        count, head = conn.execute(_HEAD_FOR_UPDATE).one()
+        existing = _logged_digest(conn, entry.request_id)
         if existing is not None:
             if existing != entry.request_digest:
                 raise _reused(entry.request_id)
-            return head.head
-        new_head = chain_step(head.head, entry)
-        session.add(
-            HistoryRow(
-                seq=head.count + 1,
-                request_id=entry.request_id,
-                request_digest=entry.request_digest,
-                key_id=entry.key_id,
-                initiator=entry.initiator,
-                tenant=entry.tenant,
-                asset=entry.asset,
-                amount=str(entry.amount),
-                timestamp=entry.timestamp,
-                head=new_head,
-            )
+            return bytes(head)
+        return self._append(conn, int(count), bytes(head), entry)
+
+    @staticmethod
+    def _append(conn: Connection, count: int, head: bytes, entry: HistoryEntry) -> bytes:
+        """Append ``entry`` after entry ``count`` (chain head ``head``, the head row locked)."""
+        new_head = chain_step(head, entry)
+        conn.execute(
+            _APPEND,
+            {
+                "seq": count + 1,
+                "request_id": entry.request_id,
+                "request_digest": entry.request_digest,
+                "key_id": entry.key_id,
+                "initiator": entry.initiator,
+                "tenant": entry.tenant,
+                "asset": entry.asset,
+                "amount": str(entry.amount),
+                "timestamp": entry.timestamp,
+                "head": new_head,
+            },
         )
-        head.count += 1
-        head.head = new_head
-        session.flush()
+        conn.execute(_MOVE_HEAD, {"b_count": count + 1, "b_head": new_head})
         return new_head
 
     def remember_heads(self, session: Session, heads: Mapping[int, HistoryHead]) -> None:
         """Store the peers' latest heads inside the caller's transaction. A head never
         moves back to a shorter log (a later, longer one replaces it)."""
+        conn = session.connection()
         for node_id, h in sorted(heads.items()):
             if h.node_id != node_id:
                 raise ValueError("head keyed under another node id")
-            row = session.get(PeerHeadRow, node_id, with_for_update=True)
-            if row is None:
-                session.add(
-                    PeerHeadRow(
-                        node_id=node_id,
-                        count=h.count,
-                        head_hash=h.head_hash,
-                        anchor_count=h.anchor_count,
-                        anchor_hash=h.anchor_hash,
-                        request_digest=h.request_digest,
-                        signature=h.signature,
-                    )
-                )
-            elif h.count >= row.count:
-                row.count, row.head_hash = h.count, h.head_hash
-                row.anchor_count, row.anchor_hash = h.anchor_count, h.anchor_hash
-                row.request_digest, row.signature = h.request_digest, h.signature
-        session.flush()
+            values = {
+                "b_node_id": node_id,
+                "b_count": h.count,
+                "b_head_hash": h.head_hash,
+                "b_anchor_count": h.anchor_count,
+                "b_anchor_hash": h.anchor_hash,
+                "b_request_digest": h.request_digest,
+                "b_signature": h.signature,
+            }
+            if conn.execute(_MOVE_PEER_HEAD, values).rowcount == 1:
+                continue  # the usual case: a longer (or the same) log than last time
+            if conn.execute(_PEER_KNOWN, {"b_node_id": node_id}).first() is None:
+                conn.execute(_ADD_PEER_HEAD, {k[2:]: v for k, v in values.items()})
 
     def record_authorization(
         self, session: Session, authorization: Authorization, now: int
@@ -429,30 +510,47 @@ class PolicyState(TransactionalStore):
         node holds the tenant's lease for the request (or recorded it before: a retry);
         the lease is released. Raises ``HISTORY_LEASE_MISSING`` / ``HISTORY_LEASE_LOST``
         (and the caller's transaction must roll back)."""
-        self._take_up_lease(session, authorization.entry, now)
-        head = self.record(session, authorization.entry)
+        entry = authorization.entry
+        conn = session.connection()
+        count, head = conn.execute(_HEAD_FOR_UPDATE).one()  # appends serialise here
+        existing = _logged_digest(conn, entry.request_id)
+        if existing is not None:  # a retry: its place in the log is fixed, no lease needed
+            if existing != entry.request_digest:
+                raise _reused(entry.request_id)
+            new_head = bytes(head)
+        else:
+            self._take_up_lease(conn, entry, now)
+            new_head = self._append(conn, int(count), bytes(head), entry)
         if authorization.peer_heads:
             self.remember_heads(session, authorization.peer_heads)
-        return head
+        return new_head
 
     def log(self) -> NodeHistory:
         """The node's hash-chained history (committed entries), checked row by row against
         the heads stored with them."""
-        with self._log_lock:
-            log = self._log
-            with self.transaction() as s:
-                rows = s.execute(
-                    select(HistoryRow).where(HistoryRow.seq > log.count).order_by(HistoryRow.seq)
-                ).scalars()
-                for row in rows:
-                    entry = _entry(row)
-                    if row.seq != log.count + 1 or row.head != chain_step(log.head, entry):
-                        raise PolicyStateError(
-                            "POLICY_STATE_CORRUPT", f"history entry {row.seq} does not chain"
-                        )
-                    log = log.append(entry)
-            self._log = log
-            return log
+        with self._log_lock, self.engine.connect() as conn:
+            return self._catch_up(conn)
+
+    def _catch_up(self, conn: Connection) -> NodeHistory:
+        """Extend the log in memory by the entries committed since it was last read (one
+        statement; none when nothing was appended). Call with ``_log_lock`` held."""
+        log = self._log
+        for row in conn.execute(_NEW_ENTRIES, {"b_after": log.count}).mappings():
+            entry = _entry(row)
+            if row["seq"] != log.count + 1 or row["head"] != chain_step(log.head, entry):
+                raise PolicyStateError(
+                    "POLICY_STATE_CORRUPT", f"history entry {row['seq']} does not chain"
+                )
+            log = log.append(entry)
+        self._log = log
+        return log
+
+    def signing_view(self) -> tuple[NodeHistory, dict[int, HistoryHead]]:
+        """:meth:`log` and :meth:`remembered_heads`, read together (what a signing
+        decision needs)."""
+        with self._log_lock, self.engine.connect() as conn:
+            log = self._catch_up(conn)
+            return log, self._heads(conn)
 
     def history(self) -> History:
         """The node's own history, indexed for velocity windows."""
@@ -464,68 +562,65 @@ class PolicyState(TransactionalStore):
         return log.count, log.head
 
     def remembered_heads(self) -> dict[int, HistoryHead]:
-        with self.transaction() as s:
-            return {r.node_id: _head(r) for r in s.execute(select(PeerHeadRow)).scalars()}
+        with self.engine.connect() as conn:
+            return self._heads(conn)
 
-    def _take_up_lease(self, session: Session, entry: HistoryEntry, now: int) -> None:
-        if _logged_digest(session, entry.request_id) is not None:
-            return  # a retry: record() checks the digest
-        lease = session.get(LeaseRow, entry.request_id, with_for_update=True)
+    @staticmethod
+    def _heads(conn: Connection) -> dict[int, HistoryHead]:
+        return {r["node_id"]: _head(r) for r in conn.execute(_PEER_HEADS).mappings()}
+
+    @staticmethod
+    def _take_up_lease(conn: Connection, entry: HistoryEntry, now: int) -> None:
+        """Release the held lease for ``entry`` (not yet recorded) or refuse."""
+        lease = conn.execute(_LEASE_FOR_UPDATE, {"b_request_id": entry.request_id}).first()
         if lease is None or lease.request_digest != entry.request_digest:
             raise PolicyStateError(
                 "HISTORY_LEASE_MISSING", "this node gave no report for this request"
             )
-        _check_held(lease, now)
-        lease.state = "released"
+        _check_held(lease.state, lease.expires_at, now)
+        conn.execute(_RELEASE_LEASE, {"b_request_id": entry.request_id})
 
-    def _prune(self, session: Session, now: int) -> None:
+    def _prune(self, conn: Connection, now: int) -> None:
         limits = self._state.policy.document.limits
         oldest = now - limits.request_max_age_seconds - limits.clock_skew_seconds
-        session.execute(delete(LeaseRow).where(LeaseRow.created_at < oldest))
+        conn.execute(_PRUNE_LEASES, {"b_oldest": oldest})
 
-    def _lease(self, session: Session, request: SigningRequest, digest: bytes, now: int) -> None:
+    def _lease(self, conn: Connection, request: SigningRequest, digest: bytes, now: int) -> None:
         """Take (or keep) the tenant's lease for ``request`` (module docstring)."""
-        self._prune(session, now)
-        logged = _logged_digest(session, request.request_id)
+        self._prune(conn, now)
+        logged = _logged_digest(conn, request.request_id)
         if logged is not None:
             if logged != digest:
                 raise _reused(request.request_id)
             return  # already recorded: its place in the log is fixed
-        own = session.get(LeaseRow, request.request_id, with_for_update=True)
+        own = conn.execute(_LEASE_FOR_UPDATE, {"b_request_id": request.request_id}).first()
         if own is not None:
             if own.request_digest != digest:
                 raise _reused(request.request_id)
-            _check_held(own, now)
+            _check_held(own.state, own.expires_at, now)
             return
-        busy = session.execute(
-            select(LeaseRow.expires_at).where(
-                LeaseRow.tenant == request.tenant,
-                LeaseRow.state == "held",
-                LeaseRow.expires_at > now,
-            )
-        ).first()
+        busy = conn.execute(_TENANT_BUSY, {"b_tenant": request.tenant, "b_now": now}).first()
         if busy is not None:
             raise PolicyStateError(
                 "HISTORY_LEASE_BUSY",
                 f"another request of this tenant holds the lease for {busy[0] - now} s",
             )
-        session.add(
-            LeaseRow(
-                request_id=request.request_id,
-                request_digest=digest,
-                tenant=request.tenant,
-                state="held",
-                expires_at=now + LEASE_SECONDS,
-                created_at=request.created_at,
-            )
+        conn.execute(
+            _TAKE_LEASE,
+            {
+                "request_id": request.request_id,
+                "request_digest": digest,
+                "tenant": request.tenant,
+                "state": "held",
+                "expires_at": now + LEASE_SECONDS,
+                "created_at": request.created_at,
+            },
         )
 
     def forfeit(self, request_id: str, digest: bytes) -> None:
         """The node refused ``request_id``: its held lease is lost (module docstring)."""
         with self.transaction() as s:
-            lease = s.get(LeaseRow, request_id, with_for_update=True)
-            if lease is not None and lease.request_digest == digest and lease.state == "held":
-                lease.state = "lost"
+            s.connection().execute(_FORFEIT_LEASE, {"b_request_id": request_id, "b_digest": digest})
 
     def report(
         self,
@@ -542,6 +637,11 @@ class PolicyState(TransactionalStore):
         (:func:`policy.authorize.check_reportable`)."""
         digest = request_digest(request)
         with self.transaction() as s:
-            self._lease(s, request, digest, now)
+            conn = s.connection()
+            self._lease(conn, request, digest, now)
+            # The log as this transaction sees it: committed entries only (it appends
+            # none), read while it holds the database's write lock on SQLite.
+            with self._log_lock:
+                log = self._catch_up(conn)
         window = self._state.policy.document.max_velocity_window
-        return make_report(key, node_id, self.log(), digest, now - window)
+        return make_report(key, node_id, log, digest, now - window)
