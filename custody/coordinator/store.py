@@ -133,6 +133,12 @@ _RETIRE_NONCES = (
     .where(_NONCES.c.request_id == bindparam("tag"), _NONCES.c.state == "reserved")
     .values(state="used")
 )
+_PRESIGNATURES = cast(Table, PresignatureRow.__table__)
+_RETIRE_PRESIGNATURES = (
+    update(_PRESIGNATURES)
+    .where(_PRESIGNATURES.c.request_id == bindparam("tag"), _PRESIGNATURES.c.state == "reserved")
+    .values(state="used")
+)
 _PICK_NONCE = (
     select(_NONCES.c.nonce_id, _NONCES.c.commitments)
     .where(
@@ -265,11 +271,7 @@ class CoordinatorStore(TransactionalStore):
         allowed = set(candidates)
         with self.joined(session) as s:
             if request is None:
-                s.execute(
-                    update(PresignatureRow)
-                    .where(PresignatureRow.request_id == tag, PresignatureRow.state == "reserved")
-                    .values(state="used")
-                )
+                s.execute(_RETIRE_PRESIGNATURES, {"tag": tag})
             levels = s.execute(
                 select(PresignatureRow.signers, func.count())
                 .where(PresignatureRow.key_id == key_id, PresignatureRow.state == "unused")
@@ -321,12 +323,8 @@ class CoordinatorStore(TransactionalStore):
         caller's, if given)."""
         tag = f"{tenant}/{request_id}"
         with self.joined(session) as s:
-            for table in (PoolNonceRow, PresignatureRow):
-                s.execute(
-                    update(table)
-                    .where(table.request_id == tag, table.state == "reserved")
-                    .values(state="used")
-                )
+            s.execute(_RETIRE_NONCES, {"tag": tag})
+            s.execute(_RETIRE_PRESIGNATURES, {"tag": tag})
             row = s.get(SignatureRequestRow, (tenant, request_id))
             assert row is not None
             for k, v in values.items():

@@ -38,9 +38,10 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
+from typing import cast
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from sqlalchemy import select
+from sqlalchemy import Table, bindparam, insert, select, update
 from sqlalchemy.orm import Session
 
 from custody.governance.chain import PolicyGovernance
@@ -215,6 +216,22 @@ def _entry(row: SignedEntryRow) -> HistoryEntry:
     )
 
 
+_SIGNED = cast(Table, SignedEntryRow.__table__)
+_PENDING = cast(Table, PendingRequestRow.__table__)
+# Run once per signature (record_signed): Core statements, built once.
+_SIGNED_DIGEST = select(_SIGNED.c.request_digest).where(_SIGNED.c.request_id == bindparam("rid"))
+_ADD_SIGNED = insert(_SIGNED)
+_CLOSE_PENDING = (
+    update(_PENDING)
+    .where(
+        _PENDING.c.tenant == bindparam("t"),
+        _PENDING.c.request_id == bindparam("rid"),
+        _PENDING.c.request_digest == bindparam("digest"),
+    )
+    .values(state=SIGNED)
+)
+
+
 def _not_found(tenant: str, request_id: str) -> GovernanceRefused:
     return GovernanceRefused(
         "REQUEST_NOT_FOUND", Fault.NOT_FOUND, f"no request {request_id!r} of tenant {tenant!r}"
@@ -266,29 +283,31 @@ class RequestApprovals:
         """Record a completed signature (in the caller's transaction if given): it joins the
         coordinator's view, closes the pending request, and is audited."""
         with self.store.joined(session) as s:
-            old = s.get(SignedEntryRow, entry.request_id)
+            old = s.execute(_SIGNED_DIGEST, {"rid": entry.request_id}).scalar_one_or_none()
             if old is not None:
-                if old.request_digest != entry.request_digest:
+                if old != entry.request_digest:
                     raise GovernanceRefused(
                         "REQUEST_ID_REUSED", Fault.EXISTS, f"request {entry.request_id!r}"
                     )
                 return
-            s.add(
-                SignedEntryRow(
-                    request_id=entry.request_id,
-                    tenant=entry.tenant,
-                    key_id=entry.key_id,
-                    initiator=entry.initiator,
-                    asset=entry.asset,
-                    amount=str(entry.amount),
-                    request_digest=entry.request_digest,
-                    timestamp=entry.timestamp,
-                )
+            s.execute(
+                _ADD_SIGNED,
+                {
+                    "request_id": entry.request_id,
+                    "tenant": entry.tenant,
+                    "key_id": entry.key_id,
+                    "initiator": entry.initiator,
+                    "asset": entry.asset,
+                    "amount": str(entry.amount),
+                    "request_digest": entry.request_digest,
+                    "timestamp": entry.timestamp,
+                },
             )
             self.signed.stored(s, entry)
-            pending = s.get(PendingRequestRow, (entry.tenant, entry.request_id))
-            if pending is not None and pending.request_digest == entry.request_digest:
-                pending.state = SIGNED
+            s.execute(
+                _CLOSE_PENDING,
+                {"t": entry.tenant, "rid": entry.request_id, "digest": entry.request_digest},
+            )
             self.store.audit(
                 AuditKind.SIGNATURE,
                 {
