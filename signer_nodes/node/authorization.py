@@ -195,8 +195,14 @@ def report_to_proto(r: HistoryReport) -> node_pb2.HistoryReport:
             request_digest=h.request_digest,
             signature=h.signature,
         ),
-        entries=[entry_to_proto(e) for e in r.entries],
+        entries=[_entry_message(e) for e in r.entries],
     )
+
+
+# A report repeats the entries of the previous one (the velocity window's log suffix):
+# their messages are built once. The report's constructor copies them, so the cached
+# messages are never handed out or changed.
+_entry_message = functools.lru_cache(maxsize=1 << 16)(entry_to_proto)
 
 
 # -- the gates -------------------------------------------------------------------------
