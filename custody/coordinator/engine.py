@@ -40,7 +40,7 @@ from custody.governance.errors import GovernanceRefused
 from custody.governance.wiring import Governance
 from policy.history import HistoryEntry
 from policy.payloads import PayloadError, interpret_request
-from policy.request import InitiatorSignature, SigningRequest
+from policy.request import Approval, InitiatorSignature, SigningRequest
 from signer_nodes.grpc_errors import ServiceError, reason_of
 from signer_nodes.mpc.bip32 import InvalidPathError
 from signer_nodes.mpc.dkls23 import PresignaturePublic, combine, derivation_tweak
@@ -129,6 +129,8 @@ class _Reserved:
 
     nonces: tuple[dict[int, tuple[str, bytes]], set[int]] | None = None
     presignature: tuple[str, tuple[int, ...], bytes] | None = None
+    # The approvals stored when the request was registered, read in that transaction.
+    approvals: tuple[Approval, ...] = ()
 
 
 @dataclass
@@ -142,6 +144,9 @@ class _Attempts:
     last_error: tuple[str, str] = ("UNAVAILABLE", "fewer than t signer nodes are reachable")
     # Nodes asked for a history report: each may hold the tenant's lease for the request.
     leased: set[int] = field(default_factory=set)
+    # Approvals read with the request's registration, sent with the first attempt (later
+    # attempts read them again: more may have arrived).
+    known_approvals: tuple[Approval, ...] | None = None
 
     def candidates(self, config: ClusterConfig) -> list[int]:
         return [n.node_id for n in config.nodes if n.node_id not in self.excluded]
@@ -176,6 +181,7 @@ class Coordinator:
         self._locks_guard = threading.Lock()
         self._packages: dict[tuple[str, bytes, str], PublicKeyPackage] = {}
         self._keys: dict[str, KeyRow] = {}  # immutable rows, read once (get_key)
+        self._since_level_check: dict[str, int] = defaultdict(int)
         self._stopping = threading.Event()
 
     def close(self) -> None:
@@ -544,7 +550,7 @@ class Coordinator:
                     status = self.governance.approvals.register(req, signature, session=s)
                 if status.code is None:
                     with metrics.phase("reserve"):
-                        first = self._reserve_first(s, row, key)
+                        first = self._reserve_first(s, row, key, status.approvals)
                 elif status.code in WAITING_CODES:
                     row.state = "PENDING_APPROVAL"
                     row.requirement = status.requirement or ""
@@ -567,19 +573,21 @@ class Coordinator:
             log.info("signature_refused", request_id=row.request_id, code=row.error_code)
         return row
 
-    def _reserve_first(self, s: Session, row: SignatureRequestRow, key: KeyRow) -> _Reserved:
+    def _reserve_first(
+        self, s: Session, row: SignatureRequestRow, key: KeyRow, approvals: tuple[Approval, ...]
+    ) -> _Reserved:
         """The first attempt's reservation, in the intake transaction ``s``."""
         candidates = _Attempts(0).candidates(self.config)
         if key.scheme == ECDSA:
             presignature = self.store.begin_presignature_attempt(
                 row.tenant, row.request_id, row.key_id, candidates, 1, session=s, request=row
             )
-            return _Reserved(presignature=presignature)
+            return _Reserved(presignature=presignature, approvals=approvals)
         needed = self._public_package(key, row.path).min_signers
         nonces = self.store.begin_attempt(
             row.tenant, row.request_id, row.key_id, candidates, needed, 1, session=s, request=row
         )
-        return _Reserved(nonces=nonces)
+        return _Reserved(nonces=nonces, approvals=approvals)
 
     def _store_failed(
         self, row: SignatureRequestRow, code: str, message: str
@@ -825,7 +833,10 @@ class Coordinator:
             for entry in report.entries:
                 if entry.tenant == req.tenant:
                     view.setdefault(entry.request_id, entry)
-        stored = [approval_to_proto(a) for a in approvals.approvals_for(req.tenant, req.request_id)]
+        known, st.known_approvals = st.known_approvals, None
+        if known is None:
+            known = approvals.approvals_for(req.tenant, req.request_id)
+        stored = [approval_to_proto(a) for a in known]
         return {
             i: node_pb2.Authorization(
                 request=proto_request,
@@ -1024,6 +1035,7 @@ class Coordinator:
         )
         bad_sets: set[tuple[int, ...]] = set()
         st = _Attempts(row.attempts - 1 if first is not None else row.attempts)
+        st.known_approvals = first.approvals if first is not None else None
         while True:
             candidates = st.candidates(self.config)
             if len(candidates) < key.threshold or st.attempts >= len(self.config.nodes) + 3:
@@ -1117,6 +1129,9 @@ class Coordinator:
     def _maybe_refill_presignatures(
         self, key_id: str, threshold: int, signers: tuple[int, ...]
     ) -> None:
+        pool = f"{key_id}/{signer_set(signers)}"
+        if not self._level_check_due(pool, self.config.presignature_pool_target):
+            return
         level = self.store.presignature_levels(key_id).get(signer_set(signers), 0)
         metrics.POOL_LEVEL.labels(key_id, "presignature", signer_set(signers)).set(level)
         if level < max(1, self.config.presignature_pool_target // 2):
@@ -1129,6 +1144,7 @@ class Coordinator:
         derived_public = self._public_package(key, row.path)
         needed = derived_public.min_signers
         st = _Attempts(row.attempts - 1 if first is not None else row.attempts)
+        st.known_approvals = first.approvals if first is not None else None
         while True:
             candidates = st.candidates(self.config)
             if len(candidates) < needed or st.attempts >= len(self.config.nodes) + 2:
@@ -1211,8 +1227,20 @@ class Coordinator:
                 self._maybe_refill(row.key_id, signers)
             return done
 
+    def _level_check_due(self, pool: str, target: int) -> bool:
+        """Whether to read ``pool``'s levels after this signature: once per quarter of its
+        target, not after each (a COUNT query per request). Between two reads a pool
+        loses at most a quarter of its target, and refilling starts at half."""
+        with self._locks_guard:
+            since = self._since_level_check[pool] + 1
+            due = since >= max(1, target // 4)
+            self._since_level_check[pool] = 0 if due else since
+        return due
+
     def _maybe_refill(self, key_id: str, node_ids: list[int]) -> None:
         """Refill in the background once a pool falls below half its target."""
+        if not self._level_check_due(key_id, self.config.nonce_pool_target):
+            return
         levels = self.store.pool_levels(key_id)
         for i in node_ids:
             metrics.POOL_LEVEL.labels(key_id, "nonce", f"node-{i}").set(levels.get(i, 0))
