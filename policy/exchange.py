@@ -212,7 +212,7 @@ def reconcile(
     ``HISTORY_HIDDEN`` evidence check, but still counted in the union like every entry.
     """
     view = tuple(coordinator_view)
-    sources: list[tuple[str, tuple[HistoryEntry, ...]]] = [(f"node {node_id}", own.entries)]
+    peers: list[tuple[str, tuple[HistoryEntry, ...]]] = []
     heads = dict(remembered_heads)
     for peer in sorted(signing_set):
         if peer == node_id:
@@ -227,25 +227,38 @@ def reconcile(
         if failure is not None:
             return failure
         heads[peer] = report.head
-        sources.append((f"node {peer}", report.entries))
+        peers.append((f"node {peer}", report.entries))
+    # The node's whole log is indexed once and kept current as it grows (NodeHistory):
+    # a request costs work in the window's size, not the log's.
+    mine = own.as_history()
     known: dict[str, bytes] = {}
-    for where, entries in [*sources, ("coordinator", view)]:
+    for where, entries in [*peers, ("coordinator", view)]:
         for e in entries:
-            if known.setdefault(e.request_id, e.request_digest) != e.request_digest:
+            logged = mine.get(e.request_id)
+            first = (
+                logged.request_digest
+                if logged is not None
+                else known.setdefault(e.request_id, e.request_digest)
+            )
+            if first != e.request_digest:
                 return ExchangeFailure(
                     ReasonCode.HISTORY_CONFLICT, f"{where}: request {e.request_id!r}"
                 )
     claimed = {e.request_id for e in view}
-    checked = list(sources)
+    # Own entries older than the lookback cannot be missing from the account: check from
+    # the first newer one (up to what this node had reported, see above).
+    recent = own.first_index_after(lookback_after)
+    own_checked = own.suffix_from(recent)
     if own_reported_count is not None:
-        checked[0] = (checked[0][0], own.entries[:own_reported_count])
-    for where, entries in checked:
+        own_checked = own_checked[: max(0, own_reported_count - recent)]
+    for where, entries in [(f"node {node_id}", own_checked), *peers]:
         for e in entries:
             if e.tenant == tenant and e.timestamp > lookback_after and e.request_id not in claimed:
                 return ExchangeFailure(
                     ReasonCode.HISTORY_HIDDEN,
                     f"coordinator omitted request {e.request_id!r} known to {where}",
                 )
-    union = [e for _, entries in sources for e in entries]
-    union.extend(view)
-    return Reconciled(History(union), heads)
+    # The union: the same history History(own + reports + view) builds from scratch.
+    others = [e for _, entries in peers for e in entries]
+    others.extend(view)
+    return Reconciled(mine.extended(others), heads)

@@ -10,7 +10,7 @@ of refusing.
 
 from __future__ import annotations
 
-from bisect import bisect_right
+from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from functools import lru_cache
@@ -124,36 +124,44 @@ class History:
         return self._by_id.get(request_id)
 
     def extended(self, entries: Iterable[HistoryEntry]) -> History:
-        """This history with ``entries`` added (same rules as the constructor: an entry
-        whose id is present keeps the later timestamp; a different digest under the same
-        id raises ``ValueError``). The receiver is unchanged. Costs a copy of the touched
-        series (C-speed list copies) instead of re-indexing every entry, so a log that
-        grows by one signature at a time stays cheap to keep current."""
-        added = list(entries)
-        if not added:
-            return self
-        ids = {e.request_id for e in added}
-        if len(ids) < len(added) or not ids.isdisjoint(self._by_id):
-            return History([*self._by_id.values(), *added])  # an id seen again: re-index
-        by_id = dict(self._by_id)
-        index = dict(self._index)
+        """This history with ``entries`` added, exactly as the constructor would index
+        the union: an entry whose id is present keeps the later timestamp, and a
+        different digest under the same id raises ``ValueError``. The receiver is
+        unchanged. Costs a copy of the touched series (C-speed list copies) and work
+        proportional to how far from the newest end an entry lands, instead of
+        re-indexing every entry: a log that grows by recent signatures stays cheap."""
+        by_id: dict[str, HistoryEntry] | None = None
+        index: dict[tuple[VelocityScope, str, str], tuple[list[int], list[int]]] = {}
         copied: set[tuple[VelocityScope, str, str]] = set()
-        for e in added:
+
+        def series(k: tuple[VelocityScope, str, str]) -> tuple[list[int], list[int]]:
+            if k not in copied:
+                times, prefix = index.get(k, ([], [0]))
+                index[k] = (list(times), list(prefix))
+                copied.add(k)
+            return index[k]
+
+        for e in entries:
+            current = self._by_id if by_id is None else by_id
+            old = current.get(e.request_id)
+            if old is not None:
+                if old.request_digest != e.request_digest:
+                    raise ValueError(f"two different requests with id {e.request_id!r}")
+                if old.timestamp >= e.timestamp:
+                    continue
+            if by_id is None:
+                by_id, index = dict(self._by_id), dict(self._index)
             by_id[e.request_id] = e
             for scope in VelocityScope:
-                value = e.scope_value(scope)
+                if old is not None:  # the same request, seen later: move it
+                    for asset in (old.asset, _ALL_ASSETS):
+                        times, prefix = series((scope, old.scope_value(scope), asset))
+                        _remove(times, prefix, old.timestamp, old.amount)
                 for asset in (e.asset, _ALL_ASSETS):
-                    k = (scope, value, asset)
-                    times, prefix = index.get(k, ([], [0]))
-                    if k not in copied:
-                        times, prefix = list(times), list(prefix)
-                        copied.add(k)
-                        index[k] = (times, prefix)
-                    i = bisect_right(times, e.timestamp)
-                    times.insert(i, e.timestamp)
-                    prefix.insert(i + 1, prefix[i] + e.amount)
-                    for j in range(i + 2, len(prefix)):
-                        prefix[j] += e.amount
+                    times, prefix = series((scope, e.scope_value(scope), asset))
+                    _insert(times, prefix, e.timestamp, e.amount)
+        if by_id is None:
+            return self
         out = History.__new__(History)
         out._by_id = by_id
         out._index = index
@@ -182,6 +190,28 @@ class History:
         return len(times) - i, prefix[-1] - prefix[i]
 
 
+def _insert(times: list[int], prefix: list[int], timestamp: int, amount: int) -> None:
+    i = bisect_right(times, timestamp)
+    times.insert(i, timestamp)
+    prefix.insert(i + 1, prefix[i] + amount)
+    for j in range(i + 2, len(prefix)):
+        prefix[j] += amount
+
+
+def _remove(times: list[int], prefix: list[int], timestamp: int, amount: int) -> None:
+    """Remove one element ``(timestamp, amount)``; which of several equal ones does not
+    matter: windows are bounded by timestamps only."""
+    i, end = bisect_left(times, timestamp), bisect_right(times, timestamp)
+    while i < end and prefix[i + 1] - prefix[i] != amount:
+        i += 1
+    if i == end:
+        raise AssertionError("history index out of step with its entries")
+    del times[i]
+    del prefix[i + 1]
+    for j in range(i + 1, len(prefix)):
+        prefix[j] -= amount
+
+
 @lru_cache(maxsize=1 << 16)
 def chain_step(prev: bytes, entry: HistoryEntry) -> bytes:
     """``head_k = SHA-256(tag("history") || head_{k-1} || encode(entry_k))``. Memoized: a
@@ -198,11 +228,14 @@ class NodeHistory:
     rewritten (:mod:`policy.exchange`).
     """
 
-    __slots__ = ("_entries", "_heads", "_history")
+    __slots__ = ("_entries", "_heads", "_history", "_latest")
 
     def __init__(self, entries: Iterable[HistoryEntry] = ()) -> None:
         self._entries: list[HistoryEntry] = []
         self._heads: list[bytes] = [ZERO_HASH]
+        # _latest[k]: the largest timestamp among the first k + 1 entries (non-decreasing,
+        # so first_index_after is a binary search even if the clock stepped back).
+        self._latest: list[int] = []
         for e in entries:
             self._append(e)
         self._history: History | None = None
@@ -210,13 +243,19 @@ class NodeHistory:
     def _append(self, entry: HistoryEntry) -> None:
         self._entries.append(entry)
         self._heads.append(chain_step(self._heads[-1], entry))
+        self._latest.append(
+            max(self._latest[-1], entry.timestamp) if self._latest else entry.timestamp
+        )
 
     def append(self, entry: HistoryEntry) -> NodeHistory:
-        """A new log with ``entry`` appended (the receiver is unchanged)."""
+        """A new log with ``entry`` appended (the receiver is unchanged; its velocity
+        index, if built, is extended rather than rebuilt)."""
         out = NodeHistory.__new__(NodeHistory)
         out._entries = [*self._entries, entry]
         out._heads = [*self._heads, chain_step(self._heads[-1], entry)]
-        out._history = None
+        last = self._latest[-1] if self._latest else entry.timestamp
+        out._latest = [*self._latest, max(last, entry.timestamp)]
+        out._history = None if self._history is None else self._history.extended([entry])
         return out
 
     @property
@@ -241,11 +280,9 @@ class NodeHistory:
         """The smallest ``k`` such that every entry from ``k`` on has ``timestamp > after``
         as far as the log order goes: the start of the suffix a report must include so
         that it contains every entry newer than ``after``."""
-        k = len(self._entries)
-        for i in range(len(self._entries) - 1, -1, -1):
-            if self._entries[i].timestamp > after:
-                k = i
-        return k
+        # The first entry newer than ``after`` is where the running maximum first
+        # exceeds it.
+        return bisect_right(self._latest, after)
 
     def as_history(self) -> History:
         if self._history is None:

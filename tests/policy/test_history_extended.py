@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from policy.document import VelocityScope
-from policy.history import History, HistoryEntry
+from policy.history import History, HistoryEntry, NodeHistory
 
 ROW = st.tuples(
     st.integers(0, 20),  # request id (repeats: retries and replacements)
@@ -22,7 +22,7 @@ ROW = st.tuples(
 def entry(rid: int, ts: int, amount: int, key: str, asset: str) -> HistoryEntry:
     return HistoryEntry(
         request_id=f"t:r{rid}",
-        request_digest=bytes([rid]) * 32,  # one digest per id: same request, new time
+        request_digest=bytes([rid % 256]) * 32,  # one digest per id: same request, new time
         key_id=key,
         initiator="alice",
         tenant="t",
@@ -77,3 +77,20 @@ def test_extended_refuses_a_reused_id() -> None:
     )
     with pytest.raises(ValueError, match="two different requests"):
         base.extended([clash])
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(ROW, max_size=30), st.integers(-1, 52))
+def test_node_log_index_and_suffix_start_match_the_definitions(rows: list, after: int) -> None:
+    """``NodeHistory.append`` keeps its velocity index equal to a fresh one, and
+    ``first_index_after`` is the first entry newer than ``after`` (timestamps may step
+    back: the log is in signing order, not time order)."""
+    entries = [entry(i, *r[1:]) for i, r in enumerate(rows)]
+    log = NodeHistory()
+    log.as_history()
+    for e in entries:
+        log = log.append(e)
+    same(log.as_history(), History(entries))
+    expected = next((i for i, e in enumerate(entries) if e.timestamp > after), len(entries))
+    assert log.first_index_after(after) == expected
+    assert NodeHistory(entries).first_index_after(after) == expected
