@@ -36,6 +36,7 @@ from custody.coordinator.store import (
     SignatureRequestRow,
     signer_set,
 )
+from custody.governance.approvals import RequestStatus
 from custody.governance.errors import GovernanceRefused
 from custody.governance.wiring import Governance
 from policy.history import HistoryEntry
@@ -122,6 +123,15 @@ def _check_request_id(request_id: str) -> None:
         )
 
 
+class _Refused(Exception):
+    """Governance refused a new request at registration (``code``, ``message``)."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(code)
+        self.code = code
+        self.message = message
+
+
 @dataclass(frozen=True, slots=True)
 class _Reserved:
     """What the intake transaction reserved for a new request's first attempt: FROST
@@ -181,7 +191,8 @@ class Coordinator:
         self._locks_guard = threading.Lock()
         self._packages: dict[tuple[str, bytes, str], PublicKeyPackage] = {}
         self._keys: dict[str, KeyRow] = {}  # immutable rows, read once (get_key)
-        self._since_level_check: dict[str, int] = defaultdict(int)
+        # pool -> entries spent since its level was last read (_level_check_due)
+        self._since_level_check: dict[str, int] = {}
         self._stopping = threading.Event()
 
     def close(self) -> None:
@@ -542,12 +553,9 @@ class Coordinator:
         row.attempts = 0
         first: _Reserved | None = None
         try:
-            signature = InitiatorSignature(
-                initiator=req.initiator, signature=row.initiator_signature
-            )
             with self.store.transaction() as s:
                 with metrics.phase("governance"):
-                    status = self.governance.approvals.register(req, signature, session=s)
+                    status = self._register(req, row, s)
                 if status.code is None:
                     with metrics.phase("reserve"):
                         first = self._reserve_first(s, row, key, status.approvals)
@@ -563,15 +571,26 @@ class Coordinator:
                 s.add(row)  # one INSERT with the state reached (the id is new: _intake)
                 s.flush()
                 s.expunge(row)
-        except ValueError as exc:
-            return self._store_failed(row, "INITIATOR_SIGNATURE_INVALID", str(exc))
-        except GovernanceRefused as exc:
-            return self._store_failed(row, exc.code, str(exc))
+        except _Refused as refused:
+            return self._store_failed(row, refused.code, refused.message)
         if first is not None:
             return self._sign(row, key, first)
         if row.state == "FAILED":
             log.info("signature_refused", request_id=row.request_id, code=row.error_code)
         return row
+
+    def _register(self, req: SigningRequest, row: SignatureRequestRow, s: Session) -> RequestStatus:
+        """Governance registration in the intake transaction; a refusal raises
+        :class:`_Refused` (the transaction rolls back) and nothing else is caught."""
+        try:
+            signature = InitiatorSignature(
+                initiator=req.initiator, signature=row.initiator_signature
+            )
+            return self.governance.approvals.register(req, signature, session=s)
+        except ValueError as exc:
+            raise _Refused("INITIATOR_SIGNATURE_INVALID", str(exc)) from None
+        except GovernanceRefused as exc:
+            raise _Refused(exc.code, str(exc)) from None
 
     def _reserve_first(
         self, s: Session, row: SignatureRequestRow, key: KeyRow, approvals: tuple[Approval, ...]
@@ -1130,7 +1149,7 @@ class Coordinator:
         self, key_id: str, threshold: int, signers: tuple[int, ...]
     ) -> None:
         pool = f"{key_id}/{signer_set(signers)}"
-        if not self._level_check_due(pool, self.config.presignature_pool_target):
+        if not self._level_check_due([pool], self.config.presignature_pool_target):
             return
         level = self.store.presignature_levels(key_id).get(signer_set(signers), 0)
         metrics.POOL_LEVEL.labels(key_id, "presignature", signer_set(signers)).set(level)
@@ -1227,19 +1246,24 @@ class Coordinator:
                 self._maybe_refill(row.key_id, signers)
             return done
 
-    def _level_check_due(self, pool: str, target: int) -> bool:
-        """Whether to read ``pool``'s levels after this signature: once per quarter of its
-        target, not after each (a COUNT query per request). Between two reads a pool
-        loses at most a quarter of its target, and refilling starts at half."""
+    def _level_check_due(self, pools: list[str], target: int) -> bool:
+        """Whether to read the levels of ``pools`` (each just lost an entry to a
+        signature): when one of them has lost a quarter of its target since its last
+        read, and at the first signature after a start, instead of after each signature
+        (a COUNT query per request). Refilling starts at half, so a pool is read again
+        well before it runs dry (entries spent by failed attempts are not counted here;
+        an empty pool is still refilled on demand inside the request)."""
         with self._locks_guard:
-            since = self._since_level_check[pool] + 1
-            due = since >= max(1, target // 4)
-            self._since_level_check[pool] = 0 if due else since
+            spent = {p: self._since_level_check.get(p, target) + 1 for p in pools}
+            due = max(spent.values(), default=0) >= max(1, target // 4)
+            for p, n in spent.items():
+                self._since_level_check[p] = 0 if due else n
         return due
 
     def _maybe_refill(self, key_id: str, node_ids: list[int]) -> None:
         """Refill in the background once a pool falls below half its target."""
-        if not self._level_check_due(key_id, self.config.nonce_pool_target):
+        pools = [f"{key_id}/node-{i}" for i in node_ids]
+        if not self._level_check_due(pools, self.config.nonce_pool_target):
             return
         levels = self.store.pool_levels(key_id)
         for i in node_ids:

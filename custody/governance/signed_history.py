@@ -25,8 +25,12 @@ from sqlalchemy.orm import Session
 
 from policy.history import History, HistoryEntry
 
-# Entries older than every window are dropped once the held floor lags this far behind.
+# Entries older than every window are dropped once the held floor lags this far behind,
+# keeping PRUNE_MARGIN seconds more than asked: readers ask for slightly different
+# lookbacks (the coordinator's view reaches a minute further back than governance's
+# pre-evaluation), and a read older than the floor reloads from the database.
 PRUNE_SECONDS = 600
+PRUNE_MARGIN = 300
 
 _PENDING = "custody.signed_history.pending"
 
@@ -55,8 +59,9 @@ class SignedHistory:
                 held = _Tenant(after, History(self._load(tenant, after)))
                 self._tenants[tenant] = held
             elif after - held.floor > PRUNE_SECONDS:
-                held.history = History(e for e in held.history if e.timestamp > after)
-                held.floor = after
+                floor = after - PRUNE_MARGIN
+                held.history = History(e for e in held.history if e.timestamp > floor)
+                held.floor = floor
             return held.history
 
     def entries(self, tenant: str, after: int) -> tuple[HistoryEntry, ...]:
@@ -74,6 +79,8 @@ class SignedHistory:
         pending.append(entry)
 
     def _committed(self, session: Session) -> None:
+        if session.in_nested_transaction():  # a savepoint released: not committed yet
+            return
         entries = session.info.pop(_PENDING, [])
         with self._lock:
             for e in entries:
@@ -83,4 +90,10 @@ class SignedHistory:
 
     @staticmethod
     def _dropped(session: Session) -> None:
+        # A savepoint rolled back leaves the outer transaction (and what it recorded
+        # outside the savepoint) to commit or roll back; an entry recorded inside a
+        # rolled-back savepoint of a committed transaction is still counted (an
+        # over-count: this account is advisory, and no caller records in savepoints).
+        if session.in_nested_transaction():
+            return
         session.info.pop(_PENDING, None)

@@ -133,9 +133,11 @@ class GovernanceStore(TransactionalStore):
     @staticmethod
     def _locked_head(s: Session) -> _Head:
         """The head row, locked for the rest of ``s``'s transaction. Read once per
-        transaction: later appends in it keep the held copy current (nothing else can
-        write the row while the lock is held)."""
-        txn: SessionTransaction | None = s.get_transaction()
+        transaction (or savepoint: one that rolls back takes its appends with it, and the
+        next append reads the row again): later appends in it keep the held copy current
+        (nothing else can write the row while the lock is held)."""
+        s.connection()  # begin the transaction now, so that it identifies the cache
+        txn: SessionTransaction | None = s.get_nested_transaction() or s.get_transaction()
         held = s.info.get(_HEAD_KEY)
         if held is not None and held[0] is txn:
             head: _Head = held[1]
