@@ -130,7 +130,7 @@ class History:
         unchanged. Costs a copy of the touched series (C-speed list copies) and work
         proportional to how far from the newest end an entry lands, instead of
         re-indexing every entry: a log that grows by recent signatures stays cheap."""
-        by_id: dict[str, HistoryEntry] | None = None
+        by_id: dict[str, HistoryEntry] | None = None  # copies, made at the first change
         index: dict[tuple[VelocityScope, str, str], tuple[list[int], list[int]]] = {}
         copied: set[tuple[VelocityScope, str, str]] = set()
 
@@ -251,10 +251,12 @@ class NodeHistory:
         """A new log with ``entry`` appended (the receiver is unchanged; its velocity
         index, if built, is extended rather than rebuilt)."""
         out = NodeHistory.__new__(NodeHistory)
-        out._entries = [*self._entries, entry]
-        out._heads = [*self._heads, chain_step(self._heads[-1], entry)]
-        last = self._latest[-1] if self._latest else entry.timestamp
-        out._latest = [*self._latest, max(last, entry.timestamp)]
+        out._entries, out._heads, out._latest = (
+            self._entries.copy(),
+            self._heads.copy(),
+            self._latest.copy(),
+        )
+        out._append(entry)
         out._history = None if self._history is None else self._history.extended([entry])
         return out
 

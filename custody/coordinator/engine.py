@@ -123,6 +123,14 @@ def _check_request_id(request_id: str) -> None:
         )
 
 
+def _wait_for_approvals(row: SignatureRequestRow, status: RequestStatus) -> None:
+    """Mark ``row`` PENDING_APPROVAL with what governance says is missing."""
+    row.state = "PENDING_APPROVAL"
+    row.requirement = status.requirement or ""
+    row.error_code = status.code
+    row.error_message = status.detail or ""
+
+
 class _Refused(Exception):
     """Governance refused a new request at registration (``code``, ``message``)."""
 
@@ -157,6 +165,14 @@ class _Attempts:
     # Approvals read with the request's registration, sent with the first attempt (later
     # attempts read them again: more may have arrived).
     known_approvals: tuple[Approval, ...] | None = None
+
+    @classmethod
+    def resuming(cls, row: SignatureRequestRow, first: _Reserved | None) -> _Attempts:
+        """The loop's state for ``row``; with ``first`` (the intake's reservation, which
+        the row's ``attempts`` already counts) the first iteration uses it."""
+        if first is None:
+            return cls(row.attempts)
+        return cls(row.attempts - 1, known_approvals=first.approvals)
 
     def candidates(self, config: ClusterConfig) -> list[int]:
         return [n.node_id for n in config.nodes if n.node_id not in self.excluded]
@@ -480,17 +496,17 @@ class Coordinator:
         _check_request_id(inp.request_id)
         with self._lock_for(tenant, inp.request_id):  # one submission of an id at a time
             with metrics.phase("intake"):
-                row, key = self._intake(tenant, inp)
+                row, key, stored = self._intake(tenant, inp)
+            if not stored:  # new: store, register and reserve in one commit
+                return self._accept(row, key, inp.request)
             if row.state in FINAL:
                 return row
-            if row.attempts < 0:  # new: store, register and reserve in one commit
-                return self._accept(row, key, inp.request)
             return self._decide_and_sign(row, key)
 
-    def _intake(self, tenant: str, inp: SignInput) -> tuple[SignatureRequestRow, KeyRow]:
+    def _intake(self, tenant: str, inp: SignInput) -> tuple[SignatureRequestRow, KeyRow, bool]:
         """Validate the request and find it stored (request_id is the idempotency key,
-        AIP-155), or build its row: a new row, not stored yet, has ``attempts == -1``
-        (:meth:`_accept` stores it). Called under the request's lock."""
+        AIP-155: ``True``), or build its row, not stored yet (``False``: :meth:`_accept`
+        stores it). Called under the request's lock."""
         req = inp.request
         if req.tenant != tenant or req.request_id != f"{tenant}:{inp.request_id}":
             raise ServiceError(
@@ -525,8 +541,8 @@ class Coordinator:
                         "request_id already used with different parameters",
                     )
                 s.expunge(row)
-                return row, key
-        return SignatureRequestRow(
+                return row, key, True
+        new = SignatureRequestRow(
             tenant=tenant,
             request_id=inp.request_id,
             key_id=req.key_id,
@@ -539,8 +555,9 @@ class Coordinator:
             signed_digest=found.digest,
             taproot_merkle_root=found.taproot_merkle_root,
             state="PENDING",
-            attempts=-1,
-        ), key
+            attempts=0,
+        )
+        return new, key, False
 
     def _accept(
         self, row: SignatureRequestRow, key: KeyRow, req: SigningRequest
@@ -550,7 +567,6 @@ class Coordinator:
         may be signed now, reserve its first attempt's nonces or presignature. Then sign
         it, or leave it waiting for approvals, or failed with the policy's reason. A
         refused registration rolls everything back and the request is stored failed."""
-        row.attempts = 0
         first: _Reserved | None = None
         try:
             with self.store.transaction() as s:
@@ -560,10 +576,7 @@ class Coordinator:
                     with metrics.phase("reserve"):
                         first = self._reserve_first(s, row, key, status.approvals)
                 elif status.code in WAITING_CODES:
-                    row.state = "PENDING_APPROVAL"
-                    row.requirement = status.requirement or ""
-                    row.error_code = status.code
-                    row.error_message = status.detail or ""
+                    _wait_for_approvals(row, status)
                 else:
                     row.state = "FAILED"
                     row.error_code = status.code
@@ -579,9 +592,11 @@ class Coordinator:
             log.info("signature_refused", request_id=row.request_id, code=row.error_code)
         return row
 
-    def _register(self, req: SigningRequest, row: SignatureRequestRow, s: Session) -> RequestStatus:
-        """Governance registration in the intake transaction; a refusal raises
-        :class:`_Refused` (the transaction rolls back) and nothing else is caught."""
+    def _register(
+        self, req: SigningRequest, row: SignatureRequestRow, s: Session | None = None
+    ) -> RequestStatus:
+        """Governance registration (in transaction ``s`` if given: the intake's); a
+        refusal raises :class:`_Refused` (``s`` rolls back) and nothing else is caught."""
         try:
             signature = InitiatorSignature(
                 initiator=req.initiator, signature=row.initiator_signature
@@ -627,25 +642,17 @@ class Coordinator:
         missing, or fail it with the policy's reason."""
         req = request_from_proto(gpb.SigningRequest.FromString(row.signing_request))
         try:
-            signature = InitiatorSignature(
-                initiator=req.initiator, signature=row.initiator_signature
-            )
             with metrics.phase("governance"):
-                status = self.governance.approvals.register(req, signature)
-        except ValueError as exc:
-            return self._fail(row, "INITIATOR_SIGNATURE_INVALID", str(exc))
-        except GovernanceRefused as exc:
-            return self._fail(row, exc.code, str(exc))
+                status = self._register(req, row)
+        except _Refused as refused:
+            return self._fail(row, refused.code, refused.message)
         if status.code is None:
             return self._sign(row, key)
         if status.code in WAITING_CODES:
             with self.store.transaction() as s:
                 current = s.get(SignatureRequestRow, (row.tenant, row.request_id))
                 assert current is not None
-                current.state = "PENDING_APPROVAL"
-                current.requirement = status.requirement or ""
-                current.error_code = status.code
-                current.error_message = status.detail or ""
+                _wait_for_approvals(current, status)
                 s.flush()
                 s.expunge(current)
                 return current
@@ -1053,8 +1060,7 @@ class Coordinator:
             self._public_package(key, row.path).group_public_key
         )
         bad_sets: set[tuple[int, ...]] = set()
-        st = _Attempts(row.attempts - 1 if first is not None else row.attempts)
-        st.known_approvals = first.approvals if first is not None else None
+        st = _Attempts.resuming(row, first)
         while True:
             candidates = st.candidates(self.config)
             if len(candidates) < key.threshold or st.attempts >= len(self.config.nodes) + 3:
@@ -1148,11 +1154,11 @@ class Coordinator:
     def _maybe_refill_presignatures(
         self, key_id: str, threshold: int, signers: tuple[int, ...]
     ) -> None:
-        pool = f"{key_id}/{signer_set(signers)}"
-        if not self._level_check_due([pool], self.config.presignature_pool_target):
+        held_by = signer_set(signers)
+        if not self._level_check_due([f"{key_id}/{held_by}"], self.config.presignature_pool_target):
             return
-        level = self.store.presignature_levels(key_id).get(signer_set(signers), 0)
-        metrics.POOL_LEVEL.labels(key_id, "presignature", signer_set(signers)).set(level)
+        level = self.store.presignature_levels(key_id).get(held_by, 0)
+        metrics.POOL_LEVEL.labels(key_id, "presignature", held_by).set(level)
         if level < max(1, self.config.presignature_pool_target // 2):
             self.background.submit(self.fill_presignatures, key_id, set(signers))
 
@@ -1162,8 +1168,7 @@ class Coordinator:
         suite: Ciphersuite = SUITES[key.scheme]
         derived_public = self._public_package(key, row.path)
         needed = derived_public.min_signers
-        st = _Attempts(row.attempts - 1 if first is not None else row.attempts)
-        st.known_approvals = first.approvals if first is not None else None
+        st = _Attempts.resuming(row, first)
         while True:
             candidates = st.candidates(self.config)
             if len(candidates) < needed or st.attempts >= len(self.config.nodes) + 2:
