@@ -36,7 +36,13 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from policy.errors import ReasonCode
 from policy.evaluate import Decision, Outcome, check_approvals, evaluate
-from policy.exchange import ExchangeFailure, HistoryHead, HistoryReport, reconcile
+from policy.exchange import (
+    ExchangeFailure,
+    HistoryHead,
+    HistoryReport,
+    VerifiedSuffix,
+    reconcile,
+)
 from policy.governance import ChainState
 from policy.history import History, HistoryEntry, NodeHistory
 from policy.request import Approval, InitiatorSignature, SigningRequest, request_digest
@@ -52,7 +58,8 @@ class Refusal:
 class Authorization:
     """The node may contribute to signing ``request_digest``. ``entry`` is what the node
     records in its history in the same transaction that consumes the presignature;
-    ``peer_heads`` (from :func:`authorize_with_peers`) are the heads to remember."""
+    ``peer_heads`` (from :func:`authorize_with_peers`) are the heads to remember and
+    ``peer_logs`` the peers' verified log suffixes, to hold for their next reports."""
 
     request_digest: bytes
     policy_version_id: bytes
@@ -60,6 +67,7 @@ class Authorization:
     approvers: tuple[str, ...]
     entry: HistoryEntry
     peer_heads: Mapping[int, HistoryHead] | None = None
+    peer_logs: Mapping[int, VerifiedSuffix] | None = None
 
 
 def authorize(
@@ -192,6 +200,7 @@ def authorize_with_peers(
     remembered_heads: Mapping[int, HistoryHead],
     now: int,
     own_reported_count: int | None = None,
+    held_logs: Mapping[int, VerifiedSuffix] | None = None,
 ) -> Authorization | Refusal:
     """:func:`authorize` over the history reconciled with the signing set's reports.
     Sound under assumption (A) of :mod:`policy.exchange` (``2t - n > f``)."""
@@ -214,6 +223,7 @@ def authorize_with_peers(
         lookback_after=lookback_after,
         remembered_heads=remembered_heads,
         own_reported_count=own_reported_count,
+        held_logs=held_logs,
     )
     if isinstance(merged, ExchangeFailure):
         return Refusal(merged.code, merged.detail)
@@ -227,4 +237,5 @@ def authorize_with_peers(
         approvers=result.approvers,
         entry=result.entry,
         peer_heads=merged.peer_heads,
+        peer_logs=merged.peer_logs,
     )

@@ -39,6 +39,18 @@ report first; a cycle of requests each unseen by the next would need
 share_c(r)``, so the requests of a tenant are linearizable and each decision counts every
 request before it (tests/policy/test_leases.py).
 
+Reports carry only what the receiver lacks (section 8, "Reports carry what is new"). A
+node keeps, in memory, the suffix of each peer's log that it verified last time
+(:class:`VerifiedSuffix`). The signed head is unchanged (it still names the anchor and the
+head), but the entries before ``start`` may be left out of a report when the receiver
+holds them: it checks that its held suffix hashes to the signed ``anchor_hash`` at
+``anchor_count`` and chains the new entries from its held hash at ``start`` to the signed
+head. A receiver that does not hold them refuses with ``HISTORY_REPORT_INCOMPLETE`` (the
+coordinator sends the whole suffix next time). What a report proves is exactly what a
+whole one proves: the hashes commit to every entry from the anchor to the head, and the
+held part was itself verified against an earlier signed head of the same peer. So each
+request costs work in what is new since the last one, not in the window's size.
+
 Why this is sound under (A): a signature needs all ``t`` members of its set, so each past
 signature was recorded by every honest member of its set ``S'``. By (A) some honest
 ``h`` is in ``S ∩ S'``; ``h``'s report (or ``h``'s own log, if ``h`` is the evaluating
@@ -115,8 +127,69 @@ class HistoryHead:
 
 @dataclass(frozen=True, slots=True)
 class HistoryReport:
+    """A signed head and the log entries after ``start`` (``None``: after the anchor, the
+    whole suffix). Entries from the anchor to ``start`` are left out when the receiver
+    holds them (module docstring)."""
+
     head: HistoryHead
     entries: tuple[HistoryEntry, ...]
+    start: int | None = None
+
+    @property
+    def first_count(self) -> int:
+        return self.head.anchor_count if self.start is None else self.start
+
+    def after(self, held_end: int) -> HistoryReport:
+        """This report without the entries up to ``held_end`` (the end of what the
+        receiver holds), when that lies in the part it carries; else unchanged."""
+        first = self.first_count
+        if not first < held_end <= self.head.count:
+            return self
+        return HistoryReport(self.head, self.entries[held_end - first :], held_end)
+
+
+@dataclass(frozen=True, slots=True)
+class VerifiedSuffix:
+    """Entries ``start + 1 .. start + len(entries)`` of one node's log and the chain hash
+    after each count from ``start`` (``hashes[k]`` is the hash at count ``start + k``), as
+    verified against that node's signed head. Held by receivers so that a report can leave
+    out what they already checked."""
+
+    start: int
+    hashes: tuple[bytes, ...]
+    entries: tuple[HistoryEntry, ...]
+
+    @property
+    def end(self) -> int:
+        return self.start + len(self.entries)
+
+    def covers(self, count: int) -> bool:
+        return self.start <= count <= self.end
+
+    def hash_at(self, count: int) -> bytes:
+        return self.hashes[count - self.start]
+
+    def between(self, first: int, last: int) -> tuple[HistoryEntry, ...]:
+        return self.entries[first - self.start : last - self.start]
+
+    def hashes_between(self, first: int, last: int) -> tuple[bytes, ...]:
+        """The hashes at counts ``first .. last`` (both included)."""
+        return self.hashes[first - self.start : last - self.start + 1]
+
+    def merged(self, newer: VerifiedSuffix, keep: int) -> VerifiedSuffix:
+        """``newer``, extended back over this one's entries (at most ``keep`` more) when
+        the two agree where they meet; so a request that was reported a little earlier
+        (another tenant's, signed in between) can still rely on what is held."""
+        if not (self.start < newer.start <= self.end) or (
+            self.hash_at(newer.start) != newer.hashes[0]
+        ):
+            return newer
+        first = max(self.start, newer.start - keep)
+        return VerifiedSuffix(
+            first,
+            self.hashes_between(first, newer.start) + newer.hashes[1:],
+            self.between(first, newer.start) + newer.entries,
+        )
 
 
 def make_report(
@@ -125,9 +198,11 @@ def make_report(
     log: NodeHistory,
     request_digest: bytes,
     lookback_after: int,
+    held_end: int = 0,
 ) -> HistoryReport:
     """This node's report: every log entry from the first one newer than
-    ``lookback_after`` (= ``now - max velocity window``) to the head."""
+    ``lookback_after`` (= ``now - max velocity window``) to the head, without those up to
+    ``held_end`` when the asker says it holds them (``HistoryReport.after``)."""
     start = log.first_index_after(lookback_after)
     anchor = log.head_at(start)
     msg = head_message(node_id, log.count, log.head, start, anchor, request_digest)
@@ -140,15 +215,18 @@ def make_report(
         request_digest=request_digest,
         signature=key.sign(msg),
     )
-    return HistoryReport(head, log.suffix_from(start))
+    first = start if not start < held_end <= log.count else held_end
+    return HistoryReport(head, log.suffix_from(first), None if first == start else first)
 
 
 @dataclass(frozen=True, slots=True)
 class Reconciled:
-    """The history to evaluate velocity over, and the heads to remember for next time."""
+    """The history to evaluate velocity over, the heads to remember for next time, and
+    each peer's suffix as verified now (to hold for the next report)."""
 
     history: History
     peer_heads: Mapping[int, HistoryHead]
+    peer_logs: Mapping[int, VerifiedSuffix] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,31 +235,70 @@ class ExchangeFailure:
     detail: str
 
 
-def _check_report(
+def report_suffix(
+    report: HistoryReport, held: VerifiedSuffix | None
+) -> VerifiedSuffix | ExchangeFailure:
+    """The report's whole suffix, from the anchor to the head, with the left-out entries
+    taken from ``held``, if the entries chain to the head it names. Checks counts and
+    hashes only (not the head's signature: :func:`verify_report` does); the coordinator
+    uses it to keep what it relays."""
+    h = report.head
+    who = f"node {h.node_id}"
+    first = report.first_count
+    if not h.anchor_count <= first <= h.count or h.count != first + len(report.entries):
+        return ExchangeFailure(ReasonCode.HISTORY_CHAIN_INVALID, f"{who}: count")
+    if first > h.anchor_count:
+        if held is None or not (held.covers(h.anchor_count) and held.covers(first)):
+            return ExchangeFailure(
+                ReasonCode.HISTORY_REPORT_INCOMPLETE,
+                f"{who}: entries {h.anchor_count}..{first} are not held here",
+            )
+        if held.hash_at(h.anchor_count) != h.anchor_hash:
+            return ExchangeFailure(ReasonCode.HISTORY_ROLLBACK, f"{who}: forked log")
+        hashes = list(held.hashes_between(h.anchor_count, first))
+        entries = held.between(h.anchor_count, first) + report.entries
+    else:
+        hashes = [h.anchor_hash]
+        entries = report.entries
+    running = hashes[-1]
+    for e in report.entries:
+        running = chain_step(running, e)
+        hashes.append(running)
+    if running != h.head_hash:
+        return ExchangeFailure(ReasonCode.HISTORY_CHAIN_INVALID, f"{who}: head")
+    suffix = VerifiedSuffix(h.anchor_count, tuple(hashes), entries)
+    if held is not None:  # one common count with the same hash: the same log up to there
+        common = min(held.end, suffix.end)
+        overlap = suffix.covers(common) and held.covers(common)
+        if overlap and held.hash_at(common) != suffix.hash_at(common):
+            return ExchangeFailure(ReasonCode.HISTORY_ROLLBACK, f"{who}: forked log")
+    return suffix
+
+
+def verify_report(
     report: HistoryReport,
     key: Ed25519PublicKey,
     request_digest: bytes,
     remembered: HistoryHead | None,
-) -> ExchangeFailure | None:
+    held: VerifiedSuffix | None,
+) -> VerifiedSuffix | ExchangeFailure:
+    """Check one peer's report (step 3 of the protocol, without the coordinator's view)
+    and return its whole verified suffix, from the anchor to the head. ``held``: what this
+    receiver verified of that peer before; it supplies the entries the report leaves out
+    and must agree with the report where the two overlap (else the peer forked its log)."""
     h = report.head
     if h.request_digest != request_digest or not h.verify(key):
         return ExchangeFailure(ReasonCode.HISTORY_REPORT_INVALID, f"node {h.node_id}")
-    if h.count != h.anchor_count + len(report.entries):
-        return ExchangeFailure(ReasonCode.HISTORY_CHAIN_INVALID, f"node {h.node_id}: count")
-    running = h.anchor_hash
-    hashes = {h.anchor_count: running}
-    for i, e in enumerate(report.entries):
-        running = chain_step(running, e)
-        hashes[h.anchor_count + i + 1] = running
-    if running != h.head_hash:
-        return ExchangeFailure(ReasonCode.HISTORY_CHAIN_INVALID, f"node {h.node_id}: head")
-    if remembered is not None:
-        if h.count < remembered.count:
-            return ExchangeFailure(ReasonCode.HISTORY_ROLLBACK, f"node {h.node_id}: shorter log")
-        seen = hashes.get(remembered.count)
-        if seen is not None and seen != remembered.head_hash:
-            return ExchangeFailure(ReasonCode.HISTORY_ROLLBACK, f"node {h.node_id}: forked log")
-    return None
+    suffix = report_suffix(report, held)
+    if isinstance(suffix, ExchangeFailure) or remembered is None:
+        return suffix
+    if h.count < remembered.count:
+        return ExchangeFailure(ReasonCode.HISTORY_ROLLBACK, f"node {h.node_id}: shorter log")
+    if suffix.covers(remembered.count) and (
+        suffix.hash_at(remembered.count) != remembered.head_hash
+    ):
+        return ExchangeFailure(ReasonCode.HISTORY_ROLLBACK, f"node {h.node_id}: forked log")
+    return suffix
 
 
 def reconcile(
@@ -197,12 +314,14 @@ def reconcile(
     lookback_after: int,
     remembered_heads: Mapping[int, HistoryHead],
     own_reported_count: int | None = None,
+    held_logs: Mapping[int, VerifiedSuffix] | None = None,
 ) -> Reconciled | ExchangeFailure:
     """Check the peers' reports and build the union history (see the module docstring).
 
     Refusal codes: ``HISTORY_REPORT_MISSING`` (a member of ``signing_set`` sent none),
     ``HISTORY_REPORT_INVALID`` (bad signature, unknown node, or bound to another request),
-    ``HISTORY_CHAIN_INVALID``, ``HISTORY_ROLLBACK`` (does not extend the head this node saw
+    ``HISTORY_REPORT_INCOMPLETE`` (entries left out that this node does not hold, see
+    ``held_logs``: what it verified of each peer before), ``HISTORY_CHAIN_INVALID``, ``HISTORY_ROLLBACK`` (does not extend the head this node saw
     before), ``HISTORY_CONFLICT`` (one request id, two digests), ``HISTORY_HIDDEN`` (an entry
     of ``tenant`` newer than ``lookback_after`` is missing from ``coordinator_view``).
 
@@ -214,6 +333,8 @@ def reconcile(
     view = tuple(coordinator_view)
     peers: list[tuple[str, tuple[HistoryEntry, ...]]] = []
     heads = dict(remembered_heads)
+    held = held_logs or {}
+    verified: dict[int, VerifiedSuffix] = {}
     for peer in sorted(signing_set):
         if peer == node_id:
             continue
@@ -223,11 +344,14 @@ def reconcile(
         key = node_keys.get(peer)
         if key is None:
             return ExchangeFailure(ReasonCode.HISTORY_REPORT_INVALID, f"unknown node {peer}")
-        failure = _check_report(report, key, request_digest, remembered_heads.get(peer))
-        if failure is not None:
-            return failure
+        suffix = verify_report(
+            report, key, request_digest, remembered_heads.get(peer), held.get(peer)
+        )
+        if isinstance(suffix, ExchangeFailure):
+            return suffix
         heads[peer] = report.head
-        peers.append((f"node {peer}", report.entries))
+        verified[peer] = suffix
+        peers.append((f"node {peer}", suffix.entries))
     # The node's whole log is indexed once and kept current as it grows (NodeHistory):
     # a request costs work in the window's size, not the log's.
     mine = own.as_history()
@@ -261,4 +385,4 @@ def reconcile(
     # The union: the same history History(own + reports + view) builds from scratch.
     others = [e for _, entries in peers for e in entries]
     others.extend(view)
-    return Reconciled(mine.extended(others), heads)
+    return Reconciled(mine.extended(others), heads, verified)

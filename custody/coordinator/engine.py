@@ -28,6 +28,7 @@ from custody._pb.custody.governance.v1 import governance_pb2 as gpb
 from custody._pb.custody.node.v1 import node_pb2
 from custody.config import ClusterConfig
 from custody.coordinator.nodes import RPC_TIMEOUT, NodeClients
+from custody.coordinator.relay import Held, ReportRelay, for_receiver, held_by
 from custody.coordinator.store import (
     CoordinatorStore,
     KeyRow,
@@ -39,6 +40,7 @@ from custody.coordinator.store import (
 from custody.governance.approvals import RequestStatus
 from custody.governance.errors import GovernanceRefused
 from custody.governance.wiring import Governance
+from policy.exchange import HistoryReport
 from policy.history import HistoryEntry
 from policy.payloads import PayloadError, interpret_request
 from policy.request import Approval, InitiatorSignature, SigningRequest
@@ -60,6 +62,8 @@ from signer_nodes.mpc.hd import derived_packages
 from signer_nodes.node.authorization import (
     approval_to_proto,
     entry_to_proto,
+    report_from_proto,
+    report_to_proto,
     request_from_proto,
     request_to_proto,
 )
@@ -165,6 +169,8 @@ class _Attempts:
     # Approvals read with the request's registration, sent with the first attempt (later
     # attempts read them again: more may have arrived).
     known_approvals: tuple[Approval, ...] | None = None
+    # Signers that said a trimmed report left out entries they do not hold.
+    whole_reports: set[int] = field(default_factory=set)
 
     @classmethod
     def resuming(cls, row: SignatureRequestRow, first: _Reserved | None) -> _Attempts:
@@ -209,6 +215,7 @@ class Coordinator:
         self._keys: dict[str, KeyRow] = {}  # immutable rows, read once (get_key)
         # pool -> entries spent since its level was last read (_level_check_due)
         self._since_level_check: dict[str, int] = {}
+        self.relay = ReportRelay()  # the signers' history logs, as last reported
         self._stopping = threading.Event()
 
     def close(self) -> None:
@@ -833,21 +840,9 @@ class Coordinator:
         st.leased.update(signers)
         proto_request = gpb.SigningRequest.FromString(row.signing_request)
         req = request_from_proto(proto_request)
-        digest = row.request_digest
-        reports = self._fan_out(
-            {
-                i: functools.partial(
-                    self.clients.stub(i).GetHistoryReport,
-                    node_pb2.GetHistoryReportRequest(
-                        request_digest=digest,
-                        request=proto_request,
-                        initiator_signature=row.initiator_signature,
-                    ),
-                    timeout=RPC_TIMEOUT,
-                )
-                for i in signers
-            }
-        )
+        reports, whole, held = self._reports(row, proto_request, signers)
+        for i in st.whole_reports:
+            held[i] = {}
         approvals = self.governance.approvals
         state = approvals.chain.active()
         window = state.policy.document.max_velocity_window
@@ -855,10 +850,10 @@ class Coordinator:
         # The coordinator's account: what it recorded, plus signatures the signers report
         # that it has not recorded yet (in flight on another thread when it asked).
         view = self._signed_view(req.tenant, now - window - 60)
-        for report in reports.values():
-            for entry in report.entries:
-                if entry.tenant == req.tenant:
-                    view.setdefault(entry.request_id, entry)
+        for reported in whole.values():
+            for entry in reported:
+                if entry.tenant == req.tenant and entry.request_id not in view:
+                    view[entry.request_id] = _wire_entry(entry)
         known, st.known_approvals = st.known_approvals, None
         if known is None:
             known = approvals.approvals_for(req.tenant, req.request_id)
@@ -869,12 +864,62 @@ class Coordinator:
                 initiator_signature=row.initiator_signature,
                 approvals=stored,
                 policy_version_id=state.version_id,
-                reports=[reports[j] for j in signers if j != i],
+                reports=[
+                    report_to_proto(for_receiver(reports[j], whole[j], held[i]))
+                    for j in signers
+                    if j != i
+                ],
                 coordinator_view=list(view.values()),
                 signing_set=list(signers),
             )
             for i in signers
         }, req
+
+    def _reports(
+        self,
+        row: SignatureRequestRow,
+        proto_request: gpb.SigningRequest,
+        signers: list[int] | tuple[int, ...],
+    ) -> tuple[
+        dict[int, HistoryReport], dict[int, tuple[HistoryEntry, ...]], dict[int, dict[int, Held]]
+    ]:
+        """Every signer's report for ``row`` (policy.exchange step 1), asked without the
+        entries the coordinator holds (custody/coordinator/relay.py), made whole again;
+        and what each signer holds of the others' logs. A report whose left-out part
+        cannot be put back together is asked for again in full."""
+
+        def ask(i: int, held_end: int) -> node_pb2.GetHistoryReportResponse:
+            response: node_pb2.GetHistoryReportResponse = self.clients.stub(i).GetHistoryReport(
+                node_pb2.GetHistoryReportRequest(
+                    request_digest=row.request_digest,
+                    request=proto_request,
+                    initiator_signature=row.initiator_signature,
+                    held_end=held_end,
+                ),
+                timeout=RPC_TIMEOUT,
+            )
+            return response
+
+        responses = self._fan_out(
+            {i: functools.partial(ask, i, self.relay.held_end(i)) for i in signers}
+        )
+        reports: dict[int, HistoryReport] = {}
+        entries: dict[int, tuple[HistoryEntry, ...]] = {}
+        for i in signers:
+            report = report_from_proto(responses[i].report)
+            suffix = self.relay.absorb(i, report)
+            if suffix is None and report.start is not None:
+                try:
+                    responses[i] = ask(i, 0)
+                except grpc.RpcError as exc:
+                    raise NodeCallFailed(i, exc) from None
+                report = report_from_proto(responses[i].report)
+                suffix = self.relay.absorb(i, report)
+            # A report that does not chain is passed on as it came: the receivers judge it
+            # (and name the node).
+            reports[i] = report
+            entries[i] = report.entries if suffix is None else suffix.entries
+        return reports, entries, {i: held_by(responses[i]) for i in signers}
 
     def push_policy(self, _bundle: bytes | None = None) -> None:
         """Bring every reachable node to the coordinator's active policy version: ask
@@ -970,7 +1015,12 @@ class Coordinator:
             try:
                 shares[i] = decode(fut.result())
             except grpc.RpcError as exc:
-                state.excluded.add(i)
+                if reason_of(exc) == "HISTORY_REPORT_INCOMPLETE":
+                    # It lost what it held of the others' logs (a restart): whole reports
+                    # next time, same signers.
+                    state.whole_reports.add(i)
+                else:
+                    state.excluded.add(i)
                 state.last_error = self._node_refused(row, i, exc)
                 log.warning(
                     "node_failed_to_sign",

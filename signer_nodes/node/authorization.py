@@ -23,7 +23,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from custody._pb.custody.governance.v1 import governance_pb2 as gpb
 from custody._pb.custody.node.v1 import node_pb2
 from policy.authorize import Authorization, Refusal, authorize_with_peers, check_reportable
-from policy.exchange import HistoryHead, HistoryReport
+from policy.errors import ReasonCode
+from policy.exchange import HistoryHead, HistoryReport, VerifiedSuffix
 from policy.history import HistoryEntry
 from policy.payloads import Interpretation, PayloadError, interpret_request
 from policy.request import (
@@ -180,7 +181,8 @@ def report_from_proto(m: node_pb2.HistoryReport) -> HistoryReport:
         request_digest=h.request_digest,
         signature=h.signature,
     )
-    return HistoryReport(head, tuple(entry_from_proto(e) for e in m.entries))
+    entries = tuple(entry_from_proto(e) for e in m.entries)
+    return HistoryReport(head, entries, m.start if m.HasField("start") else None)
 
 
 def report_to_proto(r: HistoryReport) -> node_pb2.HistoryReport:
@@ -196,6 +198,7 @@ def report_to_proto(r: HistoryReport) -> node_pb2.HistoryReport:
             signature=h.signature,
         ),
         entries=[_entry_message(e) for e in r.entries],
+        start=r.start,
     )
 
 
@@ -248,7 +251,7 @@ def report_for(
     if refusal is not None:
         raise ServiceError(DENIED, refusal.code.value, refusal.detail or refusal.code.value)
     try:
-        return policy.report(identity_key, node_id, request, now)
+        return policy.report(identity_key, node_id, request, now, held_end=message.held_end)
     except PolicyStateError as exc:
         raise lease_error(exc) from None
 
@@ -286,12 +289,16 @@ def authorize_signing(
     signing_set: Iterable[int],
     now: int,
     own_reported_count: int | None = None,
+    held_logs: Mapping[int, VerifiedSuffix] | None = None,
 ) -> Authorized:
     """Everything the node checks before it contributes (module docstring). Raises
     ServiceError(PERMISSION_DENIED, reason) on any refusal, INVALID_ARGUMENT on malformed
     input. ``signer_key`` is the (derived, untweaked) public key of the key being used;
     ``own_reported_count`` is this node's log length when it reported for this request
-    (:func:`policy.exchange.reconcile`)."""
+    and ``held_logs`` what it verified of each peer's log before
+    (:func:`policy.exchange.reconcile`). A report that leaves out entries this node does
+    not hold is FAILED_PRECONDITION ``HISTORY_REPORT_INCOMPLETE``: not a refusal of the
+    request, the coordinator sends whole reports next time."""
     if not message.HasField("request"):
         raise ServiceError(DENIED, "AUTHORIZATION_MISSING", "no signed request accompanies this")
     request = request_from_proto(message.request)
@@ -343,7 +350,13 @@ def authorize_signing(
         remembered_heads=remembered_heads,
         now=now,
         own_reported_count=own_reported_count,
+        held_logs=held_logs,
     )
     if isinstance(result, Refusal):
-        raise ServiceError(DENIED, result.code.value, result.detail or result.code.value)
+        status = (
+            grpc.StatusCode.FAILED_PRECONDITION
+            if result.code is ReasonCode.HISTORY_REPORT_INCOMPLETE
+            else DENIED
+        )
+        raise ServiceError(status, result.code.value, result.detail or result.code.value)
     return Authorized(result, interpretation)

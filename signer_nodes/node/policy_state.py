@@ -628,10 +628,12 @@ class PolicyState(TransactionalStore):
         node_id: int,
         request: SigningRequest,
         now: int,
+        held_end: int = 0,
     ) -> HistoryReport:
         """Take the tenant's lease for ``request`` and give this node's signed history
         report for it (``policy.exchange`` step 1 and "Leases"): the log suffix covering
-        the active policy's longest velocity window. The lease is committed before the
+        the active policy's longest velocity window, without the entries up to
+        ``held_end`` that the asker says it holds. The lease is committed before the
         report exists. Raises ``REQUEST_ID_REUSED``, ``HISTORY_LEASE_BUSY``,
         ``HISTORY_LEASE_LOST``. The caller checks the request first
         (:func:`policy.authorize.check_reportable`)."""
@@ -644,4 +646,4 @@ class PolicyState(TransactionalStore):
             with self._log_lock:
                 log = self._catch_up(conn)
         window = self._state.policy.document.max_velocity_window
-        return make_report(key, node_id, log, digest, now - window)
+        return make_report(key, node_id, log, digest, now - window, held_end)

@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from sqlalchemy.orm import Session
 
 from custody._pb.custody.node.v1 import node_pb2, node_pb2_grpc
+from policy.exchange import VerifiedSuffix
 from policy.request import valid_identifier
 from signer_nodes.grpc_errors import ServiceError, abort
 from signer_nodes.mpc.bip32 import InvalidPathError
@@ -69,6 +70,9 @@ MAX_NONCES_PER_CALL = 256
 MAX_PRESIGNATURES_PER_KEY = 2048
 KEY_CACHE_SIZE = 256
 MAX_REPORTED = 65_536
+# Entries of a peer's log kept beyond the newest report's anchor, so that a request
+# reported a little before another one was signed still finds what it leaves out held.
+HELD_LOG_SLACK = 256
 # Refusals after which the coordinator honestly retries the same request (lease kept).
 LEASE_KEEPING = frozenset({"POLICY_VERSION_MISMATCH"})
 DERIVED_CACHE_SIZE = 4096
@@ -157,6 +161,9 @@ class NodeServicer(node_pb2_grpc.NodeServiceServicer):
         self._keys: OrderedDict[str, _LoadedKey] = OrderedDict()
         # request digest -> length of this node's log when it reported for that request
         self._reported: dict[bytes, int] = {}
+        # What this node verified of each peer's log (policy/exchange.py, "Reports carry
+        # what is new"); in memory only, read and replaced under _decide_lock.
+        self._held_logs: dict[int, VerifiedSuffix] = {}
         self._derived_keys: dict[tuple[str, int, str], KeyPackage] = {}
 
     # -- helpers ----------------------------------------------------------------
@@ -563,7 +570,13 @@ class NodeServicer(node_pb2_grpc.NodeServiceServicer):
             signing_set=signing_set,
             now=int(self.clock()),
             own_reported_count=self._reported_count(request),
+            held_logs=self._held_logs,
         )
+        for peer, suffix in (authorized.authorization.peer_logs or {}).items():
+            held = self._held_logs.get(peer)
+            self._held_logs[peer] = (
+                suffix if held is None else held.merged(suffix, HELD_LOG_SLACK)
+            )
         return authorized
 
     def _reported_count(self, request: node_pb2.SignShareRequest) -> int | None:
@@ -595,7 +608,7 @@ class NodeServicer(node_pb2_grpc.NodeServiceServicer):
 
     def GetHistoryReport(
         self, request: node_pb2.GetHistoryReportRequest, context: grpc.ServicerContext
-    ) -> node_pb2.HistoryReport:
+    ) -> node_pb2.GetHistoryReportResponse:
         try:
             with self._decide_lock:  # taking a lease is atomic w.r.t. every decision
                 report = report_for(
@@ -606,11 +619,15 @@ class NodeServicer(node_pb2_grpc.NodeServiceServicer):
                     key_tenant=self._key_tenant,
                     now=int(self.clock()),
                 )
+                held = [
+                    node_pb2.HeldLog(node_id=peer, start=suffix.start, end=suffix.end)
+                    for peer, suffix in sorted(self._held_logs.items())
+                ]
             with self._lock:  # what the coordinator could know of this node's log
                 self._reported[report.head.request_digest] = report.head.count
                 while len(self._reported) > MAX_REPORTED:
                     self._reported.pop(next(iter(self._reported)))
-            return report_to_proto(report)
+            return node_pb2.GetHistoryReportResponse(report=report_to_proto(report), held=held)
         except PolicyStateError as exc:
             abort(context, ServiceError(grpc.StatusCode.FAILED_PRECONDITION, exc.code, str(exc)))
         except ServiceError as err:

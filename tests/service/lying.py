@@ -57,7 +57,7 @@ def authorizations(
                     request=request_to_proto(reported),
                     initiator_signature=reported_sig,
                 )
-            )
+            ).report
     view: dict[str, node_pb2.HistoryEntry] = {}
     if not hide_history:
         for r in reports.values():

@@ -73,5 +73,5 @@ def known_to(
         node_pb2.GetHistoryReportRequest(
             request=request_to_proto(request), initiator_signature=initiator_signature
         )
-    )
+    ).report
     return [e for e in report.entries if e.tenant == tenant]

@@ -415,6 +415,11 @@ class HistoryReport(google.protobuf.message.Message):
 
     HEAD_FIELD_NUMBER: builtins.int
     ENTRIES_FIELD_NUMBER: builtins.int
+    START_FIELD_NUMBER: builtins.int
+    start: builtins.int
+    """Entries start after this count; those from the anchor up to it are left out because
+    the receiver holds them (policy/exchange.py). Absent: from the anchor.
+    """
     @property
     def head(self) -> Global___HistoryHead: ...
     @property
@@ -424,11 +429,36 @@ class HistoryReport(google.protobuf.message.Message):
         *,
         head: Global___HistoryHead | None = ...,
         entries: collections.abc.Iterable[Global___HistoryEntry] | None = ...,
+        start: builtins.int | None = ...,
     ) -> None: ...
-    def HasField(self, field_name: typing.Literal["head", b"head"]) -> builtins.bool: ...
-    def ClearField(self, field_name: typing.Literal["entries", b"entries", "head", b"head"]) -> None: ...
+    def HasField(self, field_name: typing.Literal["_start", b"_start", "head", b"head", "start", b"start"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["_start", b"_start", "entries", b"entries", "head", b"head", "start", b"start"]) -> None: ...
+    def WhichOneof(self, oneof_group: typing.Literal["_start", b"_start"]) -> typing.Literal["start"] | None: ...
 
 Global___HistoryReport: typing_extensions.TypeAlias = HistoryReport
+
+@typing.final
+class HeldLog(google.protobuf.message.Message):
+    """What a node holds of a peer's log, verified: entries after count start up to end."""
+
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    NODE_ID_FIELD_NUMBER: builtins.int
+    START_FIELD_NUMBER: builtins.int
+    END_FIELD_NUMBER: builtins.int
+    node_id: builtins.int
+    start: builtins.int
+    end: builtins.int
+    def __init__(
+        self,
+        *,
+        node_id: builtins.int = ...,
+        start: builtins.int = ...,
+        end: builtins.int = ...,
+    ) -> None: ...
+    def ClearField(self, field_name: typing.Literal["end", b"end", "node_id", b"node_id", "start", b"start"]) -> None: ...
+
+Global___HeldLog: typing_extensions.TypeAlias = HeldLog
 
 @typing.final
 class GetHistoryReportRequest(google.protobuf.message.Message):
@@ -441,9 +471,12 @@ class GetHistoryReportRequest(google.protobuf.message.Message):
     REQUEST_DIGEST_FIELD_NUMBER: builtins.int
     REQUEST_FIELD_NUMBER: builtins.int
     INITIATOR_SIGNATURE_FIELD_NUMBER: builtins.int
+    HELD_END_FIELD_NUMBER: builtins.int
     request_digest: builtins.bytes
     """optional: must be the request's"""
     initiator_signature: builtins.bytes
+    held_end: builtins.int
+    """the asker holds this node's log up to here: leave those out"""
     @property
     def request(self) -> custody._pb.custody.governance.v1.governance_pb2.SigningRequest: ...
     def __init__(
@@ -452,11 +485,35 @@ class GetHistoryReportRequest(google.protobuf.message.Message):
         request_digest: builtins.bytes = ...,
         request: custody._pb.custody.governance.v1.governance_pb2.SigningRequest | None = ...,
         initiator_signature: builtins.bytes = ...,
+        held_end: builtins.int = ...,
     ) -> None: ...
     def HasField(self, field_name: typing.Literal["request", b"request"]) -> builtins.bool: ...
-    def ClearField(self, field_name: typing.Literal["initiator_signature", b"initiator_signature", "request", b"request", "request_digest", b"request_digest"]) -> None: ...
+    def ClearField(self, field_name: typing.Literal["held_end", b"held_end", "initiator_signature", b"initiator_signature", "request", b"request", "request_digest", b"request_digest"]) -> None: ...
 
 Global___GetHistoryReportRequest: typing_extensions.TypeAlias = GetHistoryReportRequest
+
+@typing.final
+class GetHistoryReportResponse(google.protobuf.message.Message):
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    REPORT_FIELD_NUMBER: builtins.int
+    HELD_FIELD_NUMBER: builtins.int
+    @property
+    def report(self) -> Global___HistoryReport: ...
+    @property
+    def held(self) -> google.protobuf.internal.containers.RepeatedCompositeFieldContainer[Global___HeldLog]:
+        """what this node holds of each peer's log, for the asker"""
+
+    def __init__(
+        self,
+        *,
+        report: Global___HistoryReport | None = ...,
+        held: collections.abc.Iterable[Global___HeldLog] | None = ...,
+    ) -> None: ...
+    def HasField(self, field_name: typing.Literal["report", b"report"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["held", b"held", "report", b"report"]) -> None: ...
+
+Global___GetHistoryReportResponse: typing_extensions.TypeAlias = GetHistoryReportResponse
 
 @typing.final
 class ReleaseLeaseRequest(google.protobuf.message.Message):

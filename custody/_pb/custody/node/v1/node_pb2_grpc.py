@@ -62,7 +62,7 @@ class NodeServiceStub:
         self.GetHistoryReport = channel.unary_unary(
                 '/custody.node.v1.NodeService/GetHistoryReport',
                 request_serializer=custody_dot_node_dot_v1_dot_node__pb2.GetHistoryReportRequest.SerializeToString,
-                response_deserializer=custody_dot_node_dot_v1_dot_node__pb2.HistoryReport.FromString,
+                response_deserializer=custody_dot_node_dot_v1_dot_node__pb2.GetHistoryReportResponse.FromString,
                 _registered_method=True)
         self.ReleaseLease = channel.unary_unary(
                 '/custody.node.v1.NodeService/ReleaseLease',
@@ -169,7 +169,7 @@ def add_NodeServiceServicer_to_server(servicer, server):
             'GetHistoryReport': grpc.unary_unary_rpc_method_handler(
                     servicer.GetHistoryReport,
                     request_deserializer=custody_dot_node_dot_v1_dot_node__pb2.GetHistoryReportRequest.FromString,
-                    response_serializer=custody_dot_node_dot_v1_dot_node__pb2.HistoryReport.SerializeToString,
+                    response_serializer=custody_dot_node_dot_v1_dot_node__pb2.GetHistoryReportResponse.SerializeToString,
             ),
             'ReleaseLease': grpc.unary_unary_rpc_method_handler(
                     servicer.ReleaseLease,
@@ -343,7 +343,7 @@ class NodeService:
             target,
             '/custody.node.v1.NodeService/GetHistoryReport',
             custody_dot_node_dot_v1_dot_node__pb2.GetHistoryReportRequest.SerializeToString,
-            custody_dot_node_dot_v1_dot_node__pb2.HistoryReport.FromString,
+            custody_dot_node_dot_v1_dot_node__pb2.GetHistoryReportResponse.FromString,
             options,
             channel_credentials,
             insecure,

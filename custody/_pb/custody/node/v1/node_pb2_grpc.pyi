@@ -112,15 +112,15 @@ _NodeServiceGetHistoryReportType = typing_extensions.TypeVar(
     '_NodeServiceGetHistoryReportType',
     grpc.UnaryUnaryMultiCallable[
         custody._pb.custody.node.v1.node_pb2.GetHistoryReportRequest,
-        custody._pb.custody.node.v1.node_pb2.HistoryReport,
+        custody._pb.custody.node.v1.node_pb2.GetHistoryReportResponse,
     ],
     grpc.aio.UnaryUnaryMultiCallable[
         custody._pb.custody.node.v1.node_pb2.GetHistoryReportRequest,
-        custody._pb.custody.node.v1.node_pb2.HistoryReport,
+        custody._pb.custody.node.v1.node_pb2.GetHistoryReportResponse,
     ],
     default=grpc.UnaryUnaryMultiCallable[
         custody._pb.custody.node.v1.node_pb2.GetHistoryReportRequest,
-        custody._pb.custody.node.v1.node_pb2.HistoryReport,
+        custody._pb.custody.node.v1.node_pb2.GetHistoryReportResponse,
     ],
 )
 
@@ -181,7 +181,7 @@ class NodeServiceStub(typing.Generic[_NodeServiceGetInfoType, _NodeServiceStartS
         ],
         grpc.UnaryUnaryMultiCallable[
             custody._pb.custody.node.v1.node_pb2.GetHistoryReportRequest,
-            custody._pb.custody.node.v1.node_pb2.HistoryReport,
+            custody._pb.custody.node.v1.node_pb2.GetHistoryReportResponse,
         ],
         grpc.UnaryUnaryMultiCallable[
             custody._pb.custody.node.v1.node_pb2.ReleaseLeaseRequest,
@@ -217,7 +217,7 @@ class NodeServiceStub(typing.Generic[_NodeServiceGetInfoType, _NodeServiceStartS
         ],
         grpc.aio.UnaryUnaryMultiCallable[
             custody._pb.custody.node.v1.node_pb2.GetHistoryReportRequest,
-            custody._pb.custody.node.v1.node_pb2.HistoryReport,
+            custody._pb.custody.node.v1.node_pb2.GetHistoryReportResponse,
         ],
         grpc.aio.UnaryUnaryMultiCallable[
             custody._pb.custody.node.v1.node_pb2.ReleaseLeaseRequest,
@@ -282,7 +282,7 @@ NodeServiceAsyncStub: typing_extensions.TypeAlias = NodeServiceStub[
     ],
     grpc.aio.UnaryUnaryMultiCallable[
         custody._pb.custody.node.v1.node_pb2.GetHistoryReportRequest,
-        custody._pb.custody.node.v1.node_pb2.HistoryReport,
+        custody._pb.custody.node.v1.node_pb2.GetHistoryReportResponse,
     ],
     grpc.aio.UnaryUnaryMultiCallable[
         custody._pb.custody.node.v1.node_pb2.ReleaseLeaseRequest,
@@ -342,7 +342,7 @@ class NodeServiceServicer(metaclass=abc.ABCMeta):
         self,
         request: custody._pb.custody.node.v1.node_pb2.GetHistoryReportRequest,
         context: _ServicerContext,
-    ) -> typing.Union[custody._pb.custody.node.v1.node_pb2.HistoryReport, collections.abc.Awaitable[custody._pb.custody.node.v1.node_pb2.HistoryReport]]:
+    ) -> typing.Union[custody._pb.custody.node.v1.node_pb2.GetHistoryReportResponse, collections.abc.Awaitable[custody._pb.custody.node.v1.node_pb2.GetHistoryReportResponse]]:
         """This node's signed history report for one request (policy.exchange step 1), so that
         every signer evaluates velocity over the union of the signing set's histories.
         """
