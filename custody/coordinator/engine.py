@@ -89,10 +89,13 @@ MAX_SIGNER_SETS = 10
 class NodeCallFailed(Exception):
     """A node did not answer an RPC (down, timed out, or refused)."""
 
-    def __init__(self, node_id: int, error: grpc.RpcError) -> None:
+    def __init__(self, node_id: int, error: grpc.RpcError | ServiceError) -> None:
         self.node_id = node_id
-        self.code = error.code()
-        self.reason = reason_of(error) or self.code.name
+        if isinstance(error, ServiceError):  # it answered, with something unusable
+            self.code, self.reason = error.code, error.reason
+        else:
+            self.code = error.code()
+            self.reason = reason_of(error) or self.code.name
         super().__init__(f"node {node_id}: {self.reason}")
 
 
@@ -997,15 +1000,18 @@ class Coordinator:
         reports: dict[int, HistoryReport] = {}
         entries: dict[int, tuple[HistoryEntry, ...]] = {}
         for i in signers:
-            report = report_from_proto(responses[i].report)
-            suffix = self.relay.absorb(i, report)
-            if suffix is None and report.start is not None:
-                try:
-                    responses[i] = ask(i, 0)
-                except grpc.RpcError as exc:
-                    raise NodeCallFailed(i, exc) from None
+            try:
                 report = report_from_proto(responses[i].report)
                 suffix = self.relay.absorb(i, report)
+                if suffix is None and report.start is not None:
+                    responses[i] = ask(i, 0)
+                    report = report_from_proto(responses[i].report)
+                    suffix = self.relay.absorb(i, report)
+            except grpc.RpcError as exc:
+                raise NodeCallFailed(i, exc) from None
+            except ServiceError as exc:  # a malformed report: this node is left out
+                self.relay.forget(i)
+                raise NodeCallFailed(i, exc) from None
             # A report that does not chain is passed on as it came: the receivers judge it
             # (and name the node).
             reports[i] = report

@@ -84,6 +84,7 @@ RETRYABLE = frozenset(
         "POLICY_VERSION_MISMATCH",  # a lagging node; the coordinator catches it up
         "HISTORY_REPORT_MISSING",
         "HISTORY_REPORT_INVALID",
+        "HISTORY_REPORT_INCOMPLETE",
         "HISTORY_CHAIN_INVALID",
         "HISTORY_ROLLBACK",
         "HISTORY_CONFLICT",

@@ -15,10 +15,11 @@ from sqlalchemy import select
 
 from custody._pb.custody.node.v1 import node_pb2
 from custody._pb.custody.v1 import custody_pb2 as pb
-from custody.coordinator.store import CoordinatorStore, PresignatureRow
+from custody.coordinator.store import CoordinatorStore, PresignatureRow, SignatureRequestRow
 from policy.payloads.messages import message_digest
 from policy.request import RequestType, sign_request
 from signer_nodes.grpc_errors import reason_of
+from signer_nodes.node.authorization import request_to_proto
 from signer_nodes.node.store import ExcludedPeerRow, NodeStore, NonceRow
 from tests.service.lying import authorizations, node_stub, release_leases
 
@@ -171,3 +172,76 @@ def test_excluded_peer_is_refused_for_new_sessions(running, key) -> None:
         with store.transaction() as s:
             s.query(ExcludedPeerRow).delete()
         store.engine.dispose()
+
+
+def test_a_report_trimmed_past_what_a_node_holds_is_refused_keeping_the_lease(
+    running, acme, key
+) -> None:
+    """Reports leave out what the receiver holds (policy/exchange.py, "Reports carry what
+    is new"). A node restarted since holds nothing of its peers' logs: a report trimmed
+    anyway is refused with HISTORY_REPORT_INCOMPLETE before anything is consumed, the
+    node keeps the tenant's lease (the coordinator retries with whole reports), and the
+    coordinator, told what the node holds, signs through it again at the first attempt."""
+    r = acme.sign(key.key_id, digest=b"\x05" * 32)
+    a, b = sorted(r.signers)  # both have an entry in the velocity window
+    running.cluster.kill(f"node-{a}")
+    running.cluster.restart(f"node-{a}")
+    digest = b"\x06" * 32
+    request = acme.build_request(
+        key.key_id,
+        request_type=RequestType.RAW_DIGEST,
+        chain="none",
+        asset="none",
+        payload=digest,
+        request_id=f"trim-{uuid.uuid4().hex}",
+    )
+    signature = sign_request(acme._initiator_key, acme.initiator, request).signature
+    auth = authorizations(running, request, signature, [a, b])[a]
+    peer_report = auth.reports[0]
+    assert peer_report.head.node_id == b and len(peer_report.entries) >= 1
+    peer_report.start = peer_report.head.anchor_count + 1
+    del peer_report.entries[0]
+    channel, stub = node_stub(running, a)
+    with channel:
+        with pytest.raises(grpc.RpcError) as err:
+            stub.SignShare(
+                node_pb2.SignShareRequest(
+                    request_id=f"acme/{request.request_id}/1",
+                    key_id=key.key_id,
+                    nonce_id="ps_" + "0" * 32,
+                    message_hash=digest,
+                    authorization=auth,
+                )
+            )
+        assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+        assert reason_of(err.value) == "HISTORY_REPORT_INCOMPLETE"
+        # The lease is still this request's: another request of the tenant waits.
+        other = acme.build_request(
+            key.key_id,
+            request_type=RequestType.RAW_DIGEST,
+            chain="none",
+            asset="none",
+            payload=b"\x07" * 32,
+            request_id=f"other-{uuid.uuid4().hex}",
+        )
+        with pytest.raises(grpc.RpcError) as busy:
+            stub.GetHistoryReport(
+                node_pb2.GetHistoryReportRequest(
+                    request=request_to_proto(other),
+                    initiator_signature=sign_request(
+                        acme._initiator_key, acme.initiator, other
+                    ).signature,
+                )
+            )
+        assert reason_of(busy.value) == "HISTORY_LEASE_BUSY"
+    release_leases(running, request, [a, b])
+    for _ in range(6):
+        r = acme.sign(key.key_id, digest=b"\x08" * 32, request_id=f"after-{uuid.uuid4().hex}")
+        if a in r.signers:
+            break
+    assert a in r.signers
+    store = CoordinatorStore(running.config.coordinator_database_url())
+    with store.transaction() as s:
+        row = s.get(SignatureRequestRow, ("acme", r.request_id))
+        assert row is not None and row.attempts == 1
+    store.engine.dispose()

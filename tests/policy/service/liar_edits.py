@@ -69,9 +69,13 @@ def known_to(
     """``tenant``'s entries in ``node_id``'s own log, from its signed report for
     ``request``: the account a coordinator gives a node when it hides only what that node
     cannot know by itself."""
-    report = cluster.stub(node_id).GetHistoryReport(
-        node_pb2.GetHistoryReportRequest(
-            request=request_to_proto(request), initiator_signature=initiator_signature
+    report = (
+        cluster.stub(node_id)
+        .GetHistoryReport(
+            node_pb2.GetHistoryReportRequest(
+                request=request_to_proto(request), initiator_signature=initiator_signature
+            )
         )
-    ).report
+        .report
+    )
     return [e for e in report.entries if e.tenant == tenant]
