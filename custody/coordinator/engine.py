@@ -7,16 +7,14 @@ signature shares, verifying each result before it is stored.
 
 from __future__ import annotations
 
-import concurrent.futures
 import functools
 import itertools
 import secrets
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -160,36 +158,6 @@ class _Reserved:
     approvals: tuple[Approval, ...] = ()
 
 
-_Reports = tuple[
-    dict[int, HistoryReport], dict[int, tuple[HistoryEntry, ...]], dict[int, dict[int, Held]]
-]
-
-
-@dataclass
-class _Prefetch:
-    """The signers' history reports for a new request, asked while its intake
-    transaction runs (:meth:`Coordinator._accept`), from the signers that signed the
-    key's last request. Whoever holds it holds the tenant's turn until :meth:`finish`."""
-
-    signers: tuple[int, ...]
-    reports: Future[_Reports]
-    turn: threading.Lock
-    done: bool = False
-
-    def take(self, signers: Iterable[int]) -> _Reports | None:
-        """The reports, if they were asked of exactly ``signers`` (raises NodeCallFailed
-        like asking now would)."""
-        if tuple(sorted(signers)) != self.signers:
-            return None
-        return self.reports.result()
-
-    def finish(self) -> None:
-        """Give back the tenant's turn (once); the reports are no longer used."""
-        if not self.done:
-            self.done = True
-            self.turn.release()
-
-
 @dataclass
 class _Attempts:
     """What a signing loop learns across attempts: nodes to leave out, named
@@ -206,8 +174,6 @@ class _Attempts:
     known_approvals: tuple[Approval, ...] | None = None
     # Signers that said a trimmed report left out entries they do not hold.
     whole_reports: set[int] = field(default_factory=set)
-    # Reports asked during the intake, for the first attempt (holds the tenant's turn).
-    prefetch: _Prefetch | None = None
 
     @classmethod
     def resuming(cls, row: SignatureRequestRow, first: _Reserved | None) -> _Attempts:
@@ -253,17 +219,12 @@ class Coordinator:
         # pool -> entries spent since its level was last read (_level_check_due)
         self._since_level_check: dict[str, int] = {}
         self.relay = ReportRelay()  # the signers' history logs, as last reported
-        # key -> the signers of its last signature (_prefetch_reports)
-        self._last_signers: dict[str, tuple[int, ...]] = {}
-        # Asks for reports during an intake; its tasks wait on self.pool, never the reverse.
-        self.prefetcher = ThreadPoolExecutor(max_workers=8, thread_name_prefix="coord-reports")
         self._stopping = threading.Event()
 
     def close(self) -> None:
         self._stopping.set()
         self.background.shutdown(wait=False, cancel_futures=True)
         self.pool.shutdown(wait=False, cancel_futures=True)
-        self.prefetcher.shutdown(wait=False, cancel_futures=True)
 
     # -- sessions ---------------------------------------------------------------
 
@@ -535,52 +496,6 @@ class Coordinator:
         with self._locks_guard:
             return self._tenant_locks[tenant]
 
-    @contextmanager
-    def _attempt_turn(self, row: SignatureRequestRow, st: _Attempts) -> Iterator[None]:
-        """The tenant's turn for one attempt: already held when the intake asked for the
-        reports (``st.prefetch``), else taken now; given back after the shares."""
-        prefetch = st.prefetch
-        turn = self._tenant_turn(row.tenant)
-        if prefetch is None:
-            turn.acquire()
-        try:
-            yield
-        finally:
-            if prefetch is None:
-                turn.release()
-            else:
-                prefetch.finish()
-
-    def _prefetch_reports(self, row: SignatureRequestRow, key: KeyRow) -> _Prefetch | None:
-        """Ask for the reports of a new request before it is registered, from the signers
-        of the key's last signature (the usual choice of the reservation), so that the
-        round trip overlaps the intake transaction. Takes the tenant's turn (held by the
-        returned prefetch). None when there is no last signer set or the turn is busy."""
-        signers = self._last_signers.get(key.key_id)
-        if signers is None:
-            return None
-        turn = self._tenant_turn(row.tenant)
-        if not turn.acquire(blocking=False):
-            return None  # another request of the tenant is signing: take turns as usual
-        try:
-            proto_request = gpb.SigningRequest.FromString(row.signing_request)
-            future = self.prefetcher.submit(self._reports, row, proto_request, signers)
-        except BaseException:
-            turn.release()
-            raise
-        return _Prefetch(signers, future, turn)
-
-    def _drop_prefetch(self, row: SignatureRequestRow, prefetch: _Prefetch | None) -> None:
-        """The request will not be signed now: hand back the leases the early reports
-        took, then the tenant's turn."""
-        if prefetch is None:
-            return
-        try:
-            concurrent.futures.wait([prefetch.reports])
-            self._release_leases(row, prefetch.signers)
-        finally:
-            prefetch.finish()
-
     def _lock_for(self, tenant: str, request_id: str) -> threading.Lock:
         with self._locks_guard:
             return self._request_locks[(tenant, request_id)]
@@ -663,7 +578,6 @@ class Coordinator:
         it, or leave it waiting for approvals, or failed with the policy's reason. A
         refused registration rolls everything back and the request is stored failed."""
         first: _Reserved | None = None
-        prefetch = self._prefetch_reports(row, key)
         try:
             with self.store.transaction() as s:
                 with metrics.phase("governance"):
@@ -681,14 +595,9 @@ class Coordinator:
                 s.flush()
                 s.expunge(row)
         except _Refused as refused:
-            self._drop_prefetch(row, prefetch)
             return self._store_failed(row, refused.code, refused.message)
-        except BaseException:
-            self._drop_prefetch(row, prefetch)
-            raise
         if first is not None:
-            return self._sign(row, key, first, prefetch)
-        self._drop_prefetch(row, prefetch)
+            return self._sign(row, key, first)
         if row.state == "FAILED":
             log.info("signature_refused", request_id=row.request_id, code=row.error_code)
         return row
@@ -934,9 +843,7 @@ class Coordinator:
         st.leased.update(signers)
         proto_request = gpb.SigningRequest.FromString(row.signing_request)
         req = request_from_proto(proto_request)
-        early = st.prefetch.take(signers) if st.prefetch is not None else None
-        st.prefetch = None  # only the first attempt's signers can match
-        reports, whole, held = early or self._reports(row, proto_request, signers)
+        reports, whole, held = self._reports(row, proto_request, signers)
         for i in st.whole_reports:
             held[i] = {}
         approvals = self.governance.approvals
@@ -976,7 +883,9 @@ class Coordinator:
         row: SignatureRequestRow,
         proto_request: gpb.SigningRequest,
         signers: list[int] | tuple[int, ...],
-    ) -> _Reports:
+    ) -> tuple[
+        dict[int, HistoryReport], dict[int, tuple[HistoryEntry, ...]], dict[int, dict[int, Held]]
+    ]:
         """Every signer's report for ``row`` (policy.exchange step 1), asked without the
         entries the coordinator holds (custody/coordinator/relay.py), made whole again;
         and what each signer holds of the others' logs. A report whose left-out part
@@ -1071,29 +980,14 @@ class Coordinator:
         return "NODE_REFUSED", f"node {node_id}: {reason}"
 
     def _sign(
-        self,
-        row: SignatureRequestRow,
-        key: KeyRow,
-        first: _Reserved | None = None,
-        prefetch: _Prefetch | None = None,
+        self, row: SignatureRequestRow, key: KeyRow, first: _Reserved | None = None
     ) -> SignatureRequestRow:
         """Sign an allowed request; ``first``: what the intake transaction reserved for
-        attempt 1 (the row's ``attempts`` already counts it), ``prefetch``: the reports
-        asked meanwhile (its signers' leases are handed back if they do not sign)."""
+        attempt 1 (the row's ``attempts`` already counts it)."""
         started = time.perf_counter()
-        st = _Attempts.resuming(row, first)
-        if prefetch is not None:
-            st.prefetch = prefetch
-            st.leased.update(prefetch.signers)
-        try:
-            with structlog.contextvars.bound_contextvars(
-                request_id=row.request_id, key_id=key.key_id
-            ):
-                sign = self._sign_ecdsa if key.scheme == ECDSA else self._sign_frost
-                done = sign(row, key, first, st)
-        finally:
-            if prefetch is not None:
-                prefetch.finish()
+        with structlog.contextvars.bound_contextvars(request_id=row.request_id, key_id=key.key_id):
+            sign = self._sign_ecdsa if key.scheme == ECDSA else self._sign_frost
+            done = sign(row, key, first)
         metrics.SIGNATURES.labels(key.scheme, done.state).inc()
         metrics.SIGNING_LATENCY.labels(key.scheme).observe(time.perf_counter() - started)
         return done
@@ -1167,8 +1061,6 @@ class Coordinator:
                 log.warning("lease_release_failed", node_id=exc.node_id)
 
     def _give_up(self, row: SignatureRequestRow, state: _Attempts) -> SignatureRequestRow:
-        if state.prefetch is not None:  # its leases are taken before they are handed back
-            concurrent.futures.wait([state.prefetch.reports])
         self._release_leases(row, state.leased)
         return self.store.finish_request(
             row.tenant,
@@ -1189,7 +1081,6 @@ class Coordinator:
         **result: object,
     ) -> SignatureRequestRow:
         log.info("signature_created", request_id=row.request_id, key_id=row.key_id, signers=signers)
-        self._last_signers[row.key_id] = tuple(sorted(signers))
         self._release_leases(row, state.leased - set(signers))
         entry = HistoryEntry.for_request(req, int(time.time()))
         with (
@@ -1209,7 +1100,7 @@ class Coordinator:
         return done
 
     def _sign_ecdsa(
-        self, row: SignatureRequestRow, key: KeyRow, first: _Reserved | None, st: _Attempts
+        self, row: SignatureRequestRow, key: KeyRow, first: _Reserved | None
     ) -> SignatureRequestRow:
         """DKLs23: a pool presignature (or one made now) whose signers are all
         reachable, the final step on each signer, combine and verify (step 10).
@@ -1225,6 +1116,7 @@ class Coordinator:
             self._public_package(key, row.path).group_public_key
         )
         bad_sets: set[tuple[int, ...]] = set()
+        st = _Attempts.resuming(row, first)
         while True:
             candidates = st.candidates(self.config)
             if len(candidates) < key.threshold or st.attempts >= len(self.config.nodes) + 3:
@@ -1263,7 +1155,7 @@ class Coordinator:
                 continue
             presignature_id, signers, public_bytes = reserved
             public = PresignaturePublic.from_bytes(public_bytes)
-            with self._attempt_turn(row, st):
+            with self._tenant_turn(row.tenant):
                 try:
                     with metrics.phase("reports"):
                         auths, req = self._authorizations(row, signers, st)
@@ -1327,11 +1219,12 @@ class Coordinator:
             self.background.submit(self.fill_presignatures, key_id, set(signers))
 
     def _sign_frost(
-        self, row: SignatureRequestRow, key: KeyRow, first: _Reserved | None, st: _Attempts
+        self, row: SignatureRequestRow, key: KeyRow, first: _Reserved | None
     ) -> SignatureRequestRow:
         suite: Ciphersuite = SUITES[key.scheme]
         derived_public = self._public_package(key, row.path)
         needed = derived_public.min_signers
+        st = _Attempts.resuming(row, first)
         while True:
             candidates = st.candidates(self.config)
             if len(candidates) < needed or st.attempts >= len(self.config.nodes) + 2:
@@ -1359,7 +1252,7 @@ class Coordinator:
             package = SigningPackage(commitments, row.signed_digest, tweak)
             encoded = package.encode(suite)
             node_request_id = f"{row.tenant}/{row.request_id}/{st.attempts}"
-            with self._attempt_turn(row, st):
+            with self._tenant_turn(row.tenant):
                 try:
                     with metrics.phase("reports"):
                         auths, req = self._authorizations(row, signers, st)
