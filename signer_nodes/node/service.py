@@ -574,9 +574,7 @@ class NodeServicer(node_pb2_grpc.NodeServiceServicer):
         )
         for peer, suffix in (authorized.authorization.peer_logs or {}).items():
             held = self._held_logs.get(peer)
-            self._held_logs[peer] = (
-                suffix if held is None else held.merged(suffix, HELD_LOG_SLACK)
-            )
+            self._held_logs[peer] = suffix if held is None else held.merged(suffix, HELD_LOG_SLACK)
         return authorized
 
     def _reported_count(self, request: node_pb2.SignShareRequest) -> int | None:
