@@ -215,8 +215,18 @@ def make_report(
         request_digest=request_digest,
         signature=key.sign(msg),
     )
-    first = start if not start < held_end <= log.count else held_end
-    return HistoryReport(head, log.suffix_from(first), None if first == start else first)
+    return HistoryReport(head, log.suffix_from(start)).after(held_end)
+
+
+# Entries of a peer's log held beyond the newest report's anchor, so that a request
+# reported a little before another one was signed still finds what it leaves out held.
+HELD_SLACK = 256
+
+
+def to_hold(held: VerifiedSuffix | None, newer: VerifiedSuffix) -> VerifiedSuffix:
+    """What to hold of a peer's log after verifying ``newer``: it, reaching back over
+    ``held`` by at most :data:`HELD_SLACK` entries where the two agree."""
+    return newer if held is None else held.merged(newer, HELD_SLACK)
 
 
 @dataclass(frozen=True, slots=True)
@@ -321,8 +331,8 @@ def reconcile(
     Refusal codes: ``HISTORY_REPORT_MISSING`` (a member of ``signing_set`` sent none),
     ``HISTORY_REPORT_INVALID`` (bad signature, unknown node, or bound to another request),
     ``HISTORY_REPORT_INCOMPLETE`` (entries left out that this node does not hold, see
-    ``held_logs``: what it verified of each peer before), ``HISTORY_CHAIN_INVALID``, ``HISTORY_ROLLBACK`` (does not extend the head this node saw
-    before), ``HISTORY_CONFLICT`` (one request id, two digests), ``HISTORY_HIDDEN`` (an entry
+    ``held_logs``: what it verified of each peer before), ``HISTORY_CHAIN_INVALID``,
+    ``HISTORY_ROLLBACK`` (does not extend the head this node saw before), ``HISTORY_CONFLICT`` (one request id, two digests), ``HISTORY_HIDDEN`` (an entry
     of ``tenant`` newer than ``lookback_after`` is missing from ``coordinator_view``).
 
     ``own_reported_count``: the length of this node's log when it gave its own report for

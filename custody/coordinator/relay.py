@@ -30,11 +30,9 @@ from policy.exchange import (
     HistoryReport,
     VerifiedSuffix,
     report_suffix,
+    to_hold,
 )
 from policy.history import HistoryEntry
-
-# Entries kept beyond a report's anchor (see signer_nodes.node.service.HELD_LOG_SLACK).
-SLACK = 256
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,7 +77,7 @@ class ReportRelay:
         with self._lock:
             current = self._logs.get(node_id)
             if current is None or current.end <= suffix.end:
-                self._logs[node_id] = suffix if current is None else current.merged(suffix, SLACK)
+                self._logs[node_id] = to_hold(current, suffix)
         return suffix
 
     def forget(self, node_id: int) -> None:

@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from sqlalchemy.orm import Session
 
 from custody._pb.custody.node.v1 import node_pb2, node_pb2_grpc
-from policy.exchange import VerifiedSuffix
+from policy.exchange import VerifiedSuffix, to_hold
 from policy.request import valid_identifier
 from signer_nodes.grpc_errors import ServiceError, abort
 from signer_nodes.mpc.bip32 import InvalidPathError
@@ -70,9 +70,6 @@ MAX_NONCES_PER_CALL = 256
 MAX_PRESIGNATURES_PER_KEY = 2048
 KEY_CACHE_SIZE = 256
 MAX_REPORTED = 65_536
-# Entries of a peer's log kept beyond the newest report's anchor, so that a request
-# reported a little before another one was signed still finds what it leaves out held.
-HELD_LOG_SLACK = 256
 # Refusals after which the coordinator honestly retries the same request (lease kept).
 LEASE_KEEPING = frozenset({"POLICY_VERSION_MISMATCH"})
 DERIVED_CACHE_SIZE = 4096
@@ -573,8 +570,7 @@ class NodeServicer(node_pb2_grpc.NodeServiceServicer):
             held_logs=self._held_logs,
         )
         for peer, suffix in (authorized.authorization.peer_logs or {}).items():
-            held = self._held_logs.get(peer)
-            self._held_logs[peer] = suffix if held is None else held.merged(suffix, HELD_LOG_SLACK)
+            self._held_logs[peer] = to_hold(self._held_logs.get(peer), suffix)
         return authorized
 
     def _reported_count(self, request: node_pb2.SignShareRequest) -> int | None:
