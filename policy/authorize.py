@@ -46,6 +46,7 @@ from policy.exchange import (
 from policy.governance import ChainState
 from policy.history import History, HistoryEntry, NodeHistory
 from policy.request import Approval, InitiatorSignature, SigningRequest, request_digest
+from policy.seen import AccountPart, Seen
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,8 +59,9 @@ class Refusal:
 class Authorization:
     """The node may contribute to signing ``request_digest``. ``entry`` is what the node
     records in its history in the same transaction that consumes the presignature;
-    ``peer_heads`` (from :func:`authorize_with_peers`) are the heads to remember and
-    ``peer_logs`` the peers' verified log suffixes, to hold for their next reports."""
+    ``peer_heads`` (from :func:`authorize_with_peers`) are the heads to remember,
+    ``peer_logs`` the peers' verified log suffixes, to hold for their next reports, and
+    ``seen`` the memory for the next exchange (:mod:`policy.seen`)."""
 
     request_digest: bytes
     policy_version_id: bytes
@@ -68,6 +70,7 @@ class Authorization:
     entry: HistoryEntry
     peer_heads: Mapping[int, HistoryHead] | None = None
     peer_logs: Mapping[int, VerifiedSuffix] | None = None
+    seen: Seen | None = None
 
 
 def authorize(
@@ -201,9 +204,12 @@ def authorize_with_peers(
     now: int,
     own_reported_count: int | None = None,
     held_logs: Mapping[int, VerifiedSuffix] | None = None,
+    seen: Seen | None = None,
+    account: AccountPart | None = None,
 ) -> Authorization | Refusal:
     """:func:`authorize` over the history reconciled with the signing set's reports.
-    Sound under assumption (A) of :mod:`policy.exchange` (``2t - n > f``)."""
+    Sound under assumption (A) of :mod:`policy.exchange` (``2t - n > f``). ``seen`` and
+    ``account``: see :func:`policy.exchange.reconcile`."""
     if node_id not in signing_set:
         return Refusal(ReasonCode.HISTORY_REPORT_INVALID, "this node is not in the signing set")
     # Who asks comes before what the peers say (the same checks a report needs).
@@ -224,6 +230,8 @@ def authorize_with_peers(
         remembered_heads=remembered_heads,
         own_reported_count=own_reported_count,
         held_logs=held_logs,
+        seen=seen,
+        account=account,
     )
     if isinstance(merged, ExchangeFailure):
         return Refusal(merged.code, merged.detail)
@@ -238,4 +246,5 @@ def authorize_with_peers(
         entry=result.entry,
         peer_heads=merged.peer_heads,
         peer_logs=merged.peer_logs,
+        seen=merged.seen,
     )

@@ -72,6 +72,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from policy._codec import ed25519_ok, tag, u64
 from policy.errors import ReasonCode
 from policy.history import History, HistoryEntry, NodeHistory, chain_step
+from policy.seen import AccountPart, HeldAccount, Seen, entries_claimed
 
 # How long a report's lease lasts: the honest coordinator collects the shares within
 # milliseconds of the reports; this bounds how long an abandoned request blocks its
@@ -231,12 +232,14 @@ def to_hold(held: VerifiedSuffix | None, newer: VerifiedSuffix) -> VerifiedSuffi
 
 @dataclass(frozen=True, slots=True)
 class Reconciled:
-    """The history to evaluate velocity over, the heads to remember for next time, and
-    each peer's suffix as verified now (to hold for the next report)."""
+    """The history to evaluate velocity over, the heads to remember for next time, each
+    peer's suffix as verified now (to hold for the next report), and the memory to pass to
+    the next exchange (:mod:`policy.seen`)."""
 
     history: History
     peer_heads: Mapping[int, HistoryHead]
     peer_logs: Mapping[int, VerifiedSuffix] = field(default_factory=dict)
+    seen: Seen | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -325,25 +328,34 @@ def reconcile(
     remembered_heads: Mapping[int, HistoryHead],
     own_reported_count: int | None = None,
     held_logs: Mapping[int, VerifiedSuffix] | None = None,
+    seen: Seen | None = None,
+    account: AccountPart | None = None,
 ) -> Reconciled | ExchangeFailure:
     """Check the peers' reports and build the union history (see the module docstring).
 
     Refusal codes: ``HISTORY_REPORT_MISSING`` (a member of ``signing_set`` sent none),
-    ``HISTORY_REPORT_INVALID`` (bad signature, unknown node, or bound to another request),
-    ``HISTORY_REPORT_INCOMPLETE`` (entries left out that this node does not hold, see
-    ``held_logs``: what it verified of each peer before), ``HISTORY_CHAIN_INVALID``,
-    ``HISTORY_ROLLBACK`` (does not extend the head this node saw before), ``HISTORY_CONFLICT`` (one request id, two digests), ``HISTORY_HIDDEN`` (an entry
-    of ``tenant`` newer than ``lookback_after`` is missing from ``coordinator_view``).
+    ``HISTORY_REPORT_INVALID`` (bad signature, unknown node, bound to another request, or
+    an account part whose positions do not add up), ``HISTORY_REPORT_INCOMPLETE``
+    (entries left out that this node does not hold, see ``held_logs``: what it verified of
+    each peer before, and ``seen``: what it holds of the coordinator's account),
+    ``HISTORY_CHAIN_INVALID``, ``HISTORY_ROLLBACK`` (does not extend the head this node
+    saw before), ``HISTORY_CONFLICT`` (one request id, two digests), ``HISTORY_HIDDEN``
+    (an entry of ``tenant`` newer than ``lookback_after`` is missing from the coordinator's
+    account).
 
     ``own_reported_count``: the length of this node's log when it gave its own report for
     this request. The coordinator built its view from the reports, so it cannot know what
     this node signed afterwards (concurrent requests): those entries are exempt from the
     ``HISTORY_HIDDEN`` evidence check, but still counted in the union like every entry.
+
+    ``seen``: the memory the last exchange returned (:mod:`policy.seen`); ``None`` starts
+    from nothing. ``account``: where ``coordinator_view`` sits in the coordinator's
+    account of ``tenant`` (``None``: it is the whole account, not to be held).
     """
     view = tuple(coordinator_view)
-    peers: list[tuple[str, tuple[HistoryEntry, ...]]] = []
-    heads = dict(remembered_heads)
+    memory = _fresh(own) if seen is None or seen.own_count > own.count else seen
     held = held_logs or {}
+    heads = dict(remembered_heads)
     verified: dict[int, VerifiedSuffix] = {}
     for peer in sorted(signing_set):
         if peer == node_id:
@@ -361,38 +373,86 @@ def reconcile(
             return suffix
         heads[peer] = report.head
         verified[peer] = suffix
-        peers.append((f"node {peer}", suffix.entries))
-    # The node's whole log is indexed once and kept current as it grows (NodeHistory):
-    # a request costs work in the window's size, not the log's.
-    mine = own.as_history()
+    claims = _claims(memory, tenant, view, account)
+    if isinstance(claims, ExchangeFailure):
+        return claims
+    claimed, checked = claims
+    # What is new to the union: the own log's growth, each peer's entries past what was
+    # folded in before, and the account's entries. Each is checked against the union,
+    # which holds every entry checked before (a conflict with any of them is found).
+    own_new = own.between(memory.own_count, own.count)
+    fresh: list[tuple[str, tuple[HistoryEntry, ...]]] = [(f"node {node_id}", own_new)]
+    folded = dict(memory.folded)
+    for peer, suffix in verified.items():
+        first = max(folded.get(peer, 0), suffix.start)
+        fresh.append((f"node {peer}", suffix.between(first, suffix.end)))
+        folded[peer] = max(first, suffix.end)
+    fresh.append(("coordinator", view))
+    union = memory.union
     known: dict[str, bytes] = {}
-    for where, entries in [*peers, ("coordinator", view)]:
+    for where, entries in fresh:
         for e in entries:
-            logged = mine.get(e.request_id)
-            first = (
+            logged = union.get(e.request_id)
+            first_digest = (
                 logged.request_digest
                 if logged is not None
                 else known.setdefault(e.request_id, e.request_digest)
             )
-            if first != e.request_digest:
+            if first_digest != e.request_digest:
                 return ExchangeFailure(
                     ReasonCode.HISTORY_CONFLICT, f"{where}: request {e.request_id!r}"
                 )
-    claimed = {e.request_id for e in view}
-    # Own entries older than the lookback cannot be missing from the account: check from
-    # the first newer one (up to what this node had reported, see above).
-    recent = own.first_index_after(lookback_after)
-    own_checked = own.suffix_from(recent)
-    if own_reported_count is not None:
-        own_checked = own_checked[: max(0, own_reported_count - recent)]
-    for where, entries in [(f"node {node_id}", own_checked), *peers]:
+    # Every entry of the tenant in the window that a member knows must be in the account:
+    # from where the last check of this tenant stopped in each member's log (own entries
+    # up to what this node had reported, see above).
+    sources: list[tuple[int, int, int, tuple[HistoryEntry, ...]]] = []
+    own_end = own.count if own_reported_count is None else min(own.count, own_reported_count)
+    own_first = max(checked.get((tenant, node_id), 0), own.first_index_after(lookback_after))
+    sources.append((node_id, own_first, own_end, own.between(own_first, own_end)))
+    for peer, suffix in verified.items():
+        first = min(max(checked.get((tenant, peer), 0), suffix.start), suffix.end)
+        sources.append((peer, first, suffix.end, suffix.between(first, suffix.end)))
+    for source, _first, end, entries in sources:
         for e in entries:
             if e.tenant == tenant and e.timestamp > lookback_after and e.request_id not in claimed:
                 return ExchangeFailure(
                     ReasonCode.HISTORY_HIDDEN,
-                    f"coordinator omitted request {e.request_id!r} known to {where}",
+                    f"coordinator omitted request {e.request_id!r} known to node {source}",
                 )
-    # The union: the same history History(own + reports + view) builds from scratch.
-    others = [e for _, entries in peers for e in entries]
-    others.extend(view)
-    return Reconciled(mine.extended(others), heads, verified)
+        checked[(tenant, source)] = max(checked.get((tenant, source), 0), end)
+    union = union.extended(e for _, entries in fresh for e in entries)
+    accounts = dict(memory.accounts)
+    if account is not None:
+        accounts[tenant] = HeldAccount(account.epoch, account.end, claimed)
+    else:
+        accounts.pop(tenant, None)
+    remembered = Seen(union, own.count, folded, accounts, checked, memory.prune_at)
+    return Reconciled(union, heads, verified, remembered.pruned(lookback_after))
+
+
+def _fresh(own: NodeHistory) -> Seen:
+    return Seen(own.as_history(), own.count)
+
+
+def _claims(
+    memory: Seen, tenant: str, view: tuple[HistoryEntry, ...], account: AccountPart | None
+) -> tuple[dict[str, int], dict[tuple[str, int], int]] | ExchangeFailure:
+    """The request ids in the coordinator's account of ``tenant`` (what is held, extended
+    by ``view``) and the HIDDEN-check positions that still hold for it. A whole account
+    replaces what is held, and every position of the tenant starts again."""
+    checked = dict(memory.checked)
+    held = memory.held_account(tenant)
+    if account is None or account.whole:
+        if account is not None and account.end < len(view):
+            return ExchangeFailure(ReasonCode.HISTORY_REPORT_INVALID, "coordinator's account")
+        for k in [k for k in checked if k[0] == tenant]:
+            del checked[k]
+        return entries_claimed({}, view), checked
+    if account.end - account.start != len(view):
+        return ExchangeFailure(ReasonCode.HISTORY_REPORT_INVALID, "coordinator's account")
+    if held is None or held.epoch != account.epoch or held.end != account.start:
+        return ExchangeFailure(
+            ReasonCode.HISTORY_REPORT_INCOMPLETE,
+            f"coordinator's account: entries before {account.start} are not held here",
+        )
+    return entries_claimed(held.claimed, view), checked

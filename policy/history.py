@@ -278,6 +278,10 @@ class NodeHistory:
     def suffix_from(self, start: int) -> tuple[HistoryEntry, ...]:
         return tuple(self._entries[start:])
 
+    def between(self, first: int, last: int) -> tuple[HistoryEntry, ...]:
+        """Entries ``first + 1 .. last`` (counts, as in :attr:`count`)."""
+        return tuple(self._entries[first:last])
+
     def first_index_after(self, after: int) -> int:
         """The smallest ``k`` such that every entry from ``k`` on has ``timestamp > after``
         as far as the log order goes: the start of the suffix a report must include so

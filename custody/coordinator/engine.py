@@ -27,6 +27,7 @@ from custody import metrics
 from custody._pb.custody.governance.v1 import governance_pb2 as gpb
 from custody._pb.custody.node.v1 import node_pb2
 from custody.config import ClusterConfig
+from custody.coordinator.account import CoordinatorAccount
 from custody.coordinator.nodes import RPC_TIMEOUT, NodeClients
 from custody.coordinator.relay import Held, ReportRelay, for_receiver, held_by
 from custody.coordinator.store import (
@@ -219,6 +220,8 @@ class Coordinator:
         # pool -> entries spent since its level was last read (_level_check_due)
         self._since_level_check: dict[str, int] = {}
         self.relay = ReportRelay()  # the signers' history logs, as last reported
+        # the tenants' signatures, as sequences the signers hold
+        self.account = CoordinatorAccount(governance.approvals.coordinator_view, self.relay.entries)
         self._stopping = threading.Event()
 
     def close(self) -> None:
@@ -843,20 +846,18 @@ class Coordinator:
         st.leased.update(signers)
         proto_request = gpb.SigningRequest.FromString(row.signing_request)
         req = request_from_proto(proto_request)
-        reports, whole, held = self._reports(row, proto_request, signers)
+        reports, whole, held, accounts = self._reports(row, proto_request, signers)
         for i in st.whole_reports:
-            held[i] = {}
+            held[i], accounts[i] = {}, None
         approvals = self.governance.approvals
         state = approvals.chain.active()
         window = state.policy.document.max_velocity_window
-        now = int(time.time())
-        # The coordinator's account: what it recorded, plus signatures the signers report
-        # that it has not recorded yet (in flight on another thread when it asked).
-        view = self._signed_view(req.tenant, now - window - 60)
-        for reported in whole.values():
-            for entry in reported:
-                if entry.tenant == req.tenant and entry.request_id not in view:
-                    view[entry.request_id] = _wire_entry(entry)
+        # The coordinator's account (custody/coordinator/account.py): what it recorded,
+        # plus signatures the signers report that it has not recorded yet (in flight on
+        # another thread when it asked); each signer gets what it does not hold yet.
+        self.account.note(e for r in reports.values() for e in r.entries)
+        after = int(time.time()) - window - 60
+        parts = {i: self.account.part(req.tenant, accounts[i], after) for i in signers}
         known, st.known_approvals = st.known_approvals, None
         if known is None:
             known = approvals.approvals_for(req.tenant, req.request_id)
@@ -872,7 +873,10 @@ class Coordinator:
                     for j in signers
                     if j != i
                 ],
-                coordinator_view=list(view.values()),
+                coordinator_view=[_wire_entry(e) for e in parts[i][1]],
+                account=node_pb2.AccountPart(
+                    epoch=parts[i][0].epoch, start=parts[i][0].start, end=parts[i][0].end
+                ),
                 signing_set=list(signers),
             )
             for i in signers
@@ -884,12 +888,16 @@ class Coordinator:
         proto_request: gpb.SigningRequest,
         signers: list[int] | tuple[int, ...],
     ) -> tuple[
-        dict[int, HistoryReport], dict[int, tuple[HistoryEntry, ...]], dict[int, dict[int, Held]]
+        dict[int, HistoryReport],
+        dict[int, tuple[HistoryEntry, ...]],
+        dict[int, dict[int, Held]],
+        dict[int, node_pb2.HeldAccount | None],
     ]:
         """Every signer's report for ``row`` (policy.exchange step 1), asked without the
         entries the coordinator holds (custody/coordinator/relay.py), made whole again;
-        and what each signer holds of the others' logs. A report whose left-out part
-        cannot be put back together is asked for again in full."""
+        what each signer holds of the others' logs and of the tenant's account
+        (custody/coordinator/account.py). A report whose left-out part cannot be put back
+        together is asked for again in full."""
 
         def ask(i: int, held_end: int) -> node_pb2.GetHistoryReportResponse:
             response: node_pb2.GetHistoryReportResponse = self.clients.stub(i).GetHistoryReport(
@@ -925,7 +933,10 @@ class Coordinator:
             # (and name the node).
             reports[i] = report
             entries[i] = report.entries if suffix is None else suffix.entries
-        return reports, entries, {i: held_by(responses[i]) for i in signers}
+        accounts = {
+            i: responses[i].account if responses[i].HasField("account") else None for i in signers
+        }
+        return reports, entries, {i: held_by(responses[i]) for i in signers}, accounts
 
     def push_policy(self, _bundle: bytes | None = None) -> None:
         """Bring every reachable node to the coordinator's active policy version: ask
@@ -947,14 +958,6 @@ class Coordinator:
                     node_id=n.node_id,
                     reason=reason_of(exc) or exc.code().name,
                 )
-
-    def _signed_view(self, tenant: str, after: int) -> dict[str, node_pb2.HistoryEntry]:
-        """The tenant's recorded signatures newer than ``after``, as wire entries (from
-        governance's in-memory account, custody/governance/signed_history.py)."""
-        return {
-            e.request_id: _wire_entry(e)
-            for e in self.governance.approvals.coordinator_view(tenant, after)
-        }
 
     def _record_signed(self, entry: HistoryEntry, *, session: Session) -> None:
         """Record a signature in the governance history, in the caller's transaction."""
@@ -1097,6 +1100,7 @@ class Coordinator:
                 attempts=state.attempts,
                 **result,
             )
+        self.account.note([entry])  # committed: it joins the account the signers hold
         return done
 
     def _sign_ecdsa(

@@ -80,6 +80,12 @@ class ReportRelay:
                 self._logs[node_id] = to_hold(current, suffix)
         return suffix
 
+    def entries(self) -> list[HistoryEntry]:
+        """Every entry held of every signer's log."""
+        with self._lock:
+            logs = list(self._logs.values())
+        return [e for suffix in logs for e in suffix.entries]
+
     def forget(self, node_id: int) -> None:
         with self._lock:
             self._logs.pop(node_id, None)

@@ -34,6 +34,7 @@ from policy.request import (
     RequestType,
     SigningRequest,
 )
+from policy.seen import AccountPart, Seen
 from signer_nodes.grpc_errors import ServiceError
 from signer_nodes.mpc.bip32 import InvalidPathError, parse_path
 from signer_nodes.node.policy_state import PolicyState, PolicyStateError
@@ -275,6 +276,17 @@ class Authorized:
     interpretation: Interpretation
 
 
+def account_from_proto(message: node_pb2.Authorization) -> AccountPart | None:
+    """Where the coordinator's view sits in its account (``None``: the whole account, not
+    to be held: a coordinator that names no epoch)."""
+    if not message.HasField("account") or not message.account.epoch:
+        return None
+    part = message.account
+    if len(part.epoch) > 64 or part.end < part.start:
+        raise _bad("account part", ValueError("malformed epoch or positions"))
+    return AccountPart(bytes(part.epoch), part.start, part.end)
+
+
 def authorize_signing(
     *,
     policy: PolicyState,
@@ -290,13 +302,14 @@ def authorize_signing(
     now: int,
     own_reported_count: int | None = None,
     held_logs: Mapping[int, VerifiedSuffix] | None = None,
+    seen: Seen | None = None,
 ) -> Authorized:
     """Everything the node checks before it contributes (module docstring). Raises
     ServiceError(PERMISSION_DENIED, reason) on any refusal, INVALID_ARGUMENT on malformed
     input. ``signer_key`` is the (derived, untweaked) public key of the key being used;
     ``own_reported_count`` is this node's log length when it reported for this request
-    and ``held_logs`` what it verified of each peer's log before
-    (:func:`policy.exchange.reconcile`). A report that leaves out entries this node does
+    and ``held_logs`` what it verified of each peer's log before, ``seen`` its memory of
+    the last exchange (:func:`policy.exchange.reconcile`). A report that leaves out entries this node does
     not hold is FAILED_PRECONDITION ``HISTORY_REPORT_INCOMPLETE``: not a refusal of the
     request, the coordinator sends whole reports next time."""
     if not message.HasField("request"):
@@ -351,6 +364,8 @@ def authorize_signing(
         now=now,
         own_reported_count=own_reported_count,
         held_logs=held_logs,
+        seen=seen,
+        account=account_from_proto(message),
     )
     if isinstance(result, Refusal):
         status = (

@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session
 from custody._pb.custody.node.v1 import node_pb2, node_pb2_grpc
 from policy.exchange import VerifiedSuffix, to_hold
 from policy.request import valid_identifier
+from policy.seen import Seen
 from signer_nodes.grpc_errors import ServiceError, abort
 from signer_nodes.mpc.bip32 import InvalidPathError
 from signer_nodes.mpc.dkg import DkgOutput, DkgParty
@@ -161,6 +162,9 @@ class NodeServicer(node_pb2_grpc.NodeServiceServicer):
         # What this node verified of each peer's log (policy/exchange.py, "Reports carry
         # what is new"); in memory only, read and replaced under _decide_lock.
         self._held_logs: dict[int, VerifiedSuffix] = {}
+        # The memory of the last exchange (policy/seen.py): what this node verified, the
+        # coordinator's accounts it holds; in memory only, under _decide_lock.
+        self._seen: Seen | None = None
         self._derived_keys: dict[tuple[str, int, str], KeyPackage] = {}
 
     # -- helpers ----------------------------------------------------------------
@@ -568,9 +572,12 @@ class NodeServicer(node_pb2_grpc.NodeServiceServicer):
             now=int(self.clock()),
             own_reported_count=self._reported_count(request),
             held_logs=self._held_logs,
+            seen=self._seen,
         )
         for peer, suffix in (authorized.authorization.peer_logs or {}).items():
             self._held_logs[peer] = to_hold(self._held_logs.get(peer), suffix)
+        if authorized.authorization.seen is not None:
+            self._seen = authorized.authorization.seen
         return authorized
 
     def _reported_count(self, request: node_pb2.SignShareRequest) -> int | None:
@@ -617,15 +624,26 @@ class NodeServicer(node_pb2_grpc.NodeServiceServicer):
                     node_pb2.HeldLog(node_id=peer, start=suffix.start, end=suffix.end)
                     for peer, suffix in sorted(self._held_logs.items())
                 ]
+                account = self._held_account(request.request.tenant)
             with self._lock:  # what the coordinator could know of this node's log
                 self._reported[report.head.request_digest] = report.head.count
                 while len(self._reported) > MAX_REPORTED:
                     self._reported.pop(next(iter(self._reported)))
-            return node_pb2.GetHistoryReportResponse(report=report_to_proto(report), held=held)
+            return node_pb2.GetHistoryReportResponse(
+                report=report_to_proto(report), held=held, account=account
+            )
         except PolicyStateError as exc:
             abort(context, ServiceError(grpc.StatusCode.FAILED_PRECONDITION, exc.code, str(exc)))
         except ServiceError as err:
             abort(context, err)
+
+    def _held_account(self, tenant: str) -> node_pb2.HeldAccount | None:
+        """What this node holds of ``tenant``'s coordinator account (called under
+        _decide_lock), so the coordinator sends only what was appended since."""
+        held = None if self._seen is None else self._seen.held_account(tenant)
+        if held is None:
+            return None
+        return node_pb2.HeldAccount(epoch=held.epoch, end=held.end)
 
     def ReleaseLease(
         self, request: node_pb2.ReleaseLeaseRequest, context: grpc.ServicerContext

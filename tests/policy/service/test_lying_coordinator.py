@@ -609,8 +609,13 @@ def test_prefetched_history_reports_cannot_split_the_budget(cluster: LiarCluster
     assert cluster.history_amounts("globex", "ETH") == 10 * ETH
 
     message_hash = ecdsa_input(r)
-    for i in late.signers:  # the early reports get no share: r's leases are lost
-        late.refused(i, early[i], "HISTORY_LEASE_LOST", status=FAILED, message_hash=message_hash)
+    # The early reports get no share. Node 1 saw only its own half: r's lease is lost.
+    # Node 3 already counts both halves: it verified node 2's report, which holds the
+    # first spend, when it signed the second (policy/seen.py: each decision builds on
+    # everything the node verified before).
+    late.refused(1, early[1], "HISTORY_LEASE_LOST", status=FAILED, message_hash=message_hash)
+    late.refused(3, early[3], "APPROVAL_MISSING", message_hash=message_hash)
+    for i in late.signers:
         with pytest.raises(grpc.RpcError) as err:
             authorizations(cluster, r, r_sig, [i])
         assert refusal(err.value) == (FAILED, "HISTORY_LEASE_LOST")

@@ -25,17 +25,17 @@ _sym_db = _symbol_database.Default()
 from custody._pb.custody.governance.v1 import governance_pb2 as custody_dot_governance_dot_v1_dot_governance__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x63ustody/node/v1/node.proto\x12\x0f\x63ustody.node.v1\x1a&custody/governance/v1/governance.proto\"\x10\n\x0eGetInfoRequest\"Y\n\x08NodeInfo\x12\x0f\n\x07node_id\x18\x01 \x01(\r\x12\x13\n\x0bsigning_key\x18\x02 \x01(\x0c\x12\x16\n\x0e\x65ncryption_key\x18\x03 \x01(\x0c\x12\x0f\n\x07version\x18\x04 \x01(\t\"\xa9\x01\n\x13StartSessionRequest\x12\x12\n\nsession_id\x18\x01 \x01(\x0c\x12*\n\x04kind\x18\x02 \x01(\x0e\x32\x1c.custody.node.v1.SessionKind\x12\x0e\n\x06key_id\x18\x03 \x01(\t\x12\x0e\n\x06scheme\x18\x04 \x01(\t\x12\x0f\n\x07parties\x18\x05 \x03(\r\x12\x11\n\tthreshold\x18\x06 \x01(\r\x12\x0e\n\x06tenant\x18\x07 \x01(\t\"7\n\x0e\x44\x65liverRequest\x12\x12\n\nsession_id\x18\x01 \x01(\x0c\x12\x11\n\tenvelopes\x18\x02 \x03(\x0c\"\xc6\x01\n\rSessionUpdate\x12,\n\x05state\x18\x01 \x01(\x0e\x32\x1d.custody.node.v1.SessionState\x12\x11\n\tenvelopes\x18\x02 \x03(\x0c\x12\x1a\n\x12public_key_package\x18\x03 \x01(\x0c\x12\x12\n\nerror_code\x18\x04 \x01(\t\x12\x10\n\x08\x63ulprits\x18\x05 \x03(\r\x12\x15\n\rerror_message\x18\x06 \x01(\t\x12\x1b\n\x13presignature_public\x18\x07 \x01(\x0c\"5\n\x14PrepareNoncesRequest\x12\x0e\n\x06key_id\x18\x01 \x01(\t\x12\r\n\x05\x63ount\x18\x02 \x01(\r\"8\n\x0fNonceCommitment\x12\x10\n\x08nonce_id\x18\x01 \x01(\t\x12\x13\n\x0b\x63ommitments\x18\x02 \x01(\x0c\"I\n\x15PrepareNoncesResponse\x12\x30\n\x06nonces\x18\x01 \x03(\x0b\x32 .custody.node.v1.NonceCommitment\"\xc7\x01\n\x10SignShareRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0e\n\x06key_id\x18\x02 \x01(\t\x12\x17\n\x0fsigning_package\x18\x03 \x01(\x0c\x12\x10\n\x08nonce_id\x18\x04 \x01(\t\x12\x17\n\x0f\x64\x65rivation_path\x18\x05 \x01(\t\x12\x14\n\x0cmessage_hash\x18\x06 \x01(\x0c\x12\x35\n\rauthorization\x18\x07 \x01(\x0b\x32\x1e.custody.node.v1.Authorization\"\xb2\x02\n\rAuthorization\x12\x36\n\x07request\x18\x01 \x01(\x0b\x32%.custody.governance.v1.SigningRequest\x12\x1b\n\x13initiator_signature\x18\x02 \x01(\x0c\x12\x32\n\tapprovals\x18\x03 \x03(\x0b\x32\x1f.custody.governance.v1.Approval\x12\x19\n\x11policy_version_id\x18\x04 \x01(\x0c\x12/\n\x07reports\x18\x05 \x03(\x0b\x32\x1e.custody.node.v1.HistoryReport\x12\x37\n\x10\x63oordinator_view\x18\x06 \x03(\x0b\x32\x1d.custody.node.v1.HistoryEntry\x12\x13\n\x0bsigning_set\x18\x07 \x03(\r\"\x9f\x01\n\x0cHistoryEntry\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x16\n\x0erequest_digest\x18\x02 \x01(\x0c\x12\x0e\n\x06key_id\x18\x03 \x01(\t\x12\x11\n\tinitiator\x18\x04 \x01(\t\x12\x0e\n\x06tenant\x18\x05 \x01(\t\x12\r\n\x05\x61sset\x18\x06 \x01(\t\x12\x0e\n\x06\x61mount\x18\x07 \x01(\t\x12\x11\n\ttimestamp\x18\x08 \x01(\x03\"\x96\x01\n\x0bHistoryHead\x12\x0f\n\x07node_id\x18\x01 \x01(\r\x12\r\n\x05\x63ount\x18\x02 \x01(\x04\x12\x11\n\thead_hash\x18\x03 \x01(\x0c\x12\x14\n\x0c\x61nchor_count\x18\x04 \x01(\x04\x12\x13\n\x0b\x61nchor_hash\x18\x05 \x01(\x0c\x12\x16\n\x0erequest_digest\x18\x06 \x01(\x0c\x12\x11\n\tsignature\x18\x07 \x01(\x0c\"\x89\x01\n\rHistoryReport\x12*\n\x04head\x18\x01 \x01(\x0b\x32\x1c.custody.node.v1.HistoryHead\x12.\n\x07\x65ntries\x18\x02 \x03(\x0b\x32\x1d.custody.node.v1.HistoryEntry\x12\x12\n\x05start\x18\x03 \x01(\x04H\x00\x88\x01\x01\x42\x08\n\x06_start\"6\n\x07HeldLog\x12\x0f\n\x07node_id\x18\x01 \x01(\r\x12\r\n\x05start\x18\x02 \x01(\x04\x12\x0b\n\x03\x65nd\x18\x03 \x01(\x04\"\x98\x01\n\x17GetHistoryReportRequest\x12\x16\n\x0erequest_digest\x18\x01 \x01(\x0c\x12\x36\n\x07request\x18\x02 \x01(\x0b\x32%.custody.governance.v1.SigningRequest\x12\x1b\n\x13initiator_signature\x18\x03 \x01(\x0c\x12\x10\n\x08held_end\x18\x04 \x01(\x04\"r\n\x18GetHistoryReportResponse\x12.\n\x06report\x18\x01 \x01(\x0b\x32\x1e.custody.node.v1.HistoryReport\x12&\n\x04held\x18\x02 \x03(\x0b\x32\x18.custody.node.v1.HeldLog\"A\n\x13ReleaseLeaseRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x16\n\x0erequest_digest\x18\x02 \x01(\x0c\"\x16\n\x14ReleaseLeaseResponse\"(\n\x15\x41\x63tivatePolicyRequest\x12\x0f\n\x07\x62undles\x18\x01 \x03(\x0c\"J\n\x16\x41\x63tivatePolicyResponse\x12\x15\n\ractive_number\x18\x01 \x01(\x04\x12\x19\n\x11\x61\x63tive_version_id\x18\x02 \x01(\x0c\",\n\x11SignShareResponse\x12\x17\n\x0fsignature_share\x18\x01 \x01(\x0c*u\n\x0bSessionKind\x12\x1c\n\x18SESSION_KIND_UNSPECIFIED\x10\x00\x12\x14\n\x10SESSION_KIND_DKG\x10\x01\x12\x18\n\x14SESSION_KIND_REFRESH\x10\x02\x12\x18\n\x14SESSION_KIND_PRESIGN\x10\x03*\x7f\n\x0cSessionState\x12\x1d\n\x19SESSION_STATE_UNSPECIFIED\x10\x00\x12\x19\n\x15SESSION_STATE_RUNNING\x10\x01\x12\x1a\n\x16SESSION_STATE_FINISHED\x10\x02\x12\x19\n\x15SESSION_STATE_ABORTED\x10\x03\x32\xd3\x05\n\x0bNodeService\x12\x45\n\x07GetInfo\x12\x1f.custody.node.v1.GetInfoRequest\x1a\x19.custody.node.v1.NodeInfo\x12T\n\x0cStartSession\x12$.custody.node.v1.StartSessionRequest\x1a\x1e.custody.node.v1.SessionUpdate\x12J\n\x07\x44\x65liver\x12\x1f.custody.node.v1.DeliverRequest\x1a\x1e.custody.node.v1.SessionUpdate\x12^\n\rPrepareNonces\x12%.custody.node.v1.PrepareNoncesRequest\x1a&.custody.node.v1.PrepareNoncesResponse\x12R\n\tSignShare\x12!.custody.node.v1.SignShareRequest\x1a\".custody.node.v1.SignShareResponse\x12g\n\x10GetHistoryReport\x12(.custody.node.v1.GetHistoryReportRequest\x1a).custody.node.v1.GetHistoryReportResponse\x12[\n\x0cReleaseLease\x12$.custody.node.v1.ReleaseLeaseRequest\x1a%.custody.node.v1.ReleaseLeaseResponse\x12\x61\n\x0e\x41\x63tivatePolicy\x12&.custody.node.v1.ActivatePolicyRequest\x1a\'.custody.node.v1.ActivatePolicyResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x63ustody/node/v1/node.proto\x12\x0f\x63ustody.node.v1\x1a&custody/governance/v1/governance.proto\"\x10\n\x0eGetInfoRequest\"Y\n\x08NodeInfo\x12\x0f\n\x07node_id\x18\x01 \x01(\r\x12\x13\n\x0bsigning_key\x18\x02 \x01(\x0c\x12\x16\n\x0e\x65ncryption_key\x18\x03 \x01(\x0c\x12\x0f\n\x07version\x18\x04 \x01(\t\"\xa9\x01\n\x13StartSessionRequest\x12\x12\n\nsession_id\x18\x01 \x01(\x0c\x12*\n\x04kind\x18\x02 \x01(\x0e\x32\x1c.custody.node.v1.SessionKind\x12\x0e\n\x06key_id\x18\x03 \x01(\t\x12\x0e\n\x06scheme\x18\x04 \x01(\t\x12\x0f\n\x07parties\x18\x05 \x03(\r\x12\x11\n\tthreshold\x18\x06 \x01(\r\x12\x0e\n\x06tenant\x18\x07 \x01(\t\"7\n\x0e\x44\x65liverRequest\x12\x12\n\nsession_id\x18\x01 \x01(\x0c\x12\x11\n\tenvelopes\x18\x02 \x03(\x0c\"\xc6\x01\n\rSessionUpdate\x12,\n\x05state\x18\x01 \x01(\x0e\x32\x1d.custody.node.v1.SessionState\x12\x11\n\tenvelopes\x18\x02 \x03(\x0c\x12\x1a\n\x12public_key_package\x18\x03 \x01(\x0c\x12\x12\n\nerror_code\x18\x04 \x01(\t\x12\x10\n\x08\x63ulprits\x18\x05 \x03(\r\x12\x15\n\rerror_message\x18\x06 \x01(\t\x12\x1b\n\x13presignature_public\x18\x07 \x01(\x0c\"5\n\x14PrepareNoncesRequest\x12\x0e\n\x06key_id\x18\x01 \x01(\t\x12\r\n\x05\x63ount\x18\x02 \x01(\r\"8\n\x0fNonceCommitment\x12\x10\n\x08nonce_id\x18\x01 \x01(\t\x12\x13\n\x0b\x63ommitments\x18\x02 \x01(\x0c\"I\n\x15PrepareNoncesResponse\x12\x30\n\x06nonces\x18\x01 \x03(\x0b\x32 .custody.node.v1.NonceCommitment\"\xc7\x01\n\x10SignShareRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0e\n\x06key_id\x18\x02 \x01(\t\x12\x17\n\x0fsigning_package\x18\x03 \x01(\x0c\x12\x10\n\x08nonce_id\x18\x04 \x01(\t\x12\x17\n\x0f\x64\x65rivation_path\x18\x05 \x01(\t\x12\x14\n\x0cmessage_hash\x18\x06 \x01(\x0c\x12\x35\n\rauthorization\x18\x07 \x01(\x0b\x32\x1e.custody.node.v1.Authorization\"\xe1\x02\n\rAuthorization\x12\x36\n\x07request\x18\x01 \x01(\x0b\x32%.custody.governance.v1.SigningRequest\x12\x1b\n\x13initiator_signature\x18\x02 \x01(\x0c\x12\x32\n\tapprovals\x18\x03 \x03(\x0b\x32\x1f.custody.governance.v1.Approval\x12\x19\n\x11policy_version_id\x18\x04 \x01(\x0c\x12/\n\x07reports\x18\x05 \x03(\x0b\x32\x1e.custody.node.v1.HistoryReport\x12\x37\n\x10\x63oordinator_view\x18\x06 \x03(\x0b\x32\x1d.custody.node.v1.HistoryEntry\x12\x13\n\x0bsigning_set\x18\x07 \x03(\r\x12-\n\x07\x61\x63\x63ount\x18\x08 \x01(\x0b\x32\x1c.custody.node.v1.AccountPart\"8\n\x0b\x41\x63\x63ountPart\x12\r\n\x05\x65poch\x18\x01 \x01(\x0c\x12\r\n\x05start\x18\x02 \x01(\x04\x12\x0b\n\x03\x65nd\x18\x03 \x01(\x04\")\n\x0bHeldAccount\x12\r\n\x05\x65poch\x18\x01 \x01(\x0c\x12\x0b\n\x03\x65nd\x18\x02 \x01(\x04\"\x9f\x01\n\x0cHistoryEntry\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x16\n\x0erequest_digest\x18\x02 \x01(\x0c\x12\x0e\n\x06key_id\x18\x03 \x01(\t\x12\x11\n\tinitiator\x18\x04 \x01(\t\x12\x0e\n\x06tenant\x18\x05 \x01(\t\x12\r\n\x05\x61sset\x18\x06 \x01(\t\x12\x0e\n\x06\x61mount\x18\x07 \x01(\t\x12\x11\n\ttimestamp\x18\x08 \x01(\x03\"\x96\x01\n\x0bHistoryHead\x12\x0f\n\x07node_id\x18\x01 \x01(\r\x12\r\n\x05\x63ount\x18\x02 \x01(\x04\x12\x11\n\thead_hash\x18\x03 \x01(\x0c\x12\x14\n\x0c\x61nchor_count\x18\x04 \x01(\x04\x12\x13\n\x0b\x61nchor_hash\x18\x05 \x01(\x0c\x12\x16\n\x0erequest_digest\x18\x06 \x01(\x0c\x12\x11\n\tsignature\x18\x07 \x01(\x0c\"\x89\x01\n\rHistoryReport\x12*\n\x04head\x18\x01 \x01(\x0b\x32\x1c.custody.node.v1.HistoryHead\x12.\n\x07\x65ntries\x18\x02 \x03(\x0b\x32\x1d.custody.node.v1.HistoryEntry\x12\x12\n\x05start\x18\x03 \x01(\x04H\x00\x88\x01\x01\x42\x08\n\x06_start\"6\n\x07HeldLog\x12\x0f\n\x07node_id\x18\x01 \x01(\r\x12\r\n\x05start\x18\x02 \x01(\x04\x12\x0b\n\x03\x65nd\x18\x03 \x01(\x04\"\x98\x01\n\x17GetHistoryReportRequest\x12\x16\n\x0erequest_digest\x18\x01 \x01(\x0c\x12\x36\n\x07request\x18\x02 \x01(\x0b\x32%.custody.governance.v1.SigningRequest\x12\x1b\n\x13initiator_signature\x18\x03 \x01(\x0c\x12\x10\n\x08held_end\x18\x04 \x01(\x04\"\xa1\x01\n\x18GetHistoryReportResponse\x12.\n\x06report\x18\x01 \x01(\x0b\x32\x1e.custody.node.v1.HistoryReport\x12&\n\x04held\x18\x02 \x03(\x0b\x32\x18.custody.node.v1.HeldLog\x12-\n\x07\x61\x63\x63ount\x18\x03 \x01(\x0b\x32\x1c.custody.node.v1.HeldAccount\"A\n\x13ReleaseLeaseRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x16\n\x0erequest_digest\x18\x02 \x01(\x0c\"\x16\n\x14ReleaseLeaseResponse\"(\n\x15\x41\x63tivatePolicyRequest\x12\x0f\n\x07\x62undles\x18\x01 \x03(\x0c\"J\n\x16\x41\x63tivatePolicyResponse\x12\x15\n\ractive_number\x18\x01 \x01(\x04\x12\x19\n\x11\x61\x63tive_version_id\x18\x02 \x01(\x0c\",\n\x11SignShareResponse\x12\x17\n\x0fsignature_share\x18\x01 \x01(\x0c*u\n\x0bSessionKind\x12\x1c\n\x18SESSION_KIND_UNSPECIFIED\x10\x00\x12\x14\n\x10SESSION_KIND_DKG\x10\x01\x12\x18\n\x14SESSION_KIND_REFRESH\x10\x02\x12\x18\n\x14SESSION_KIND_PRESIGN\x10\x03*\x7f\n\x0cSessionState\x12\x1d\n\x19SESSION_STATE_UNSPECIFIED\x10\x00\x12\x19\n\x15SESSION_STATE_RUNNING\x10\x01\x12\x1a\n\x16SESSION_STATE_FINISHED\x10\x02\x12\x19\n\x15SESSION_STATE_ABORTED\x10\x03\x32\xd3\x05\n\x0bNodeService\x12\x45\n\x07GetInfo\x12\x1f.custody.node.v1.GetInfoRequest\x1a\x19.custody.node.v1.NodeInfo\x12T\n\x0cStartSession\x12$.custody.node.v1.StartSessionRequest\x1a\x1e.custody.node.v1.SessionUpdate\x12J\n\x07\x44\x65liver\x12\x1f.custody.node.v1.DeliverRequest\x1a\x1e.custody.node.v1.SessionUpdate\x12^\n\rPrepareNonces\x12%.custody.node.v1.PrepareNoncesRequest\x1a&.custody.node.v1.PrepareNoncesResponse\x12R\n\tSignShare\x12!.custody.node.v1.SignShareRequest\x1a\".custody.node.v1.SignShareResponse\x12g\n\x10GetHistoryReport\x12(.custody.node.v1.GetHistoryReportRequest\x1a).custody.node.v1.GetHistoryReportResponse\x12[\n\x0cReleaseLease\x12$.custody.node.v1.ReleaseLeaseRequest\x1a%.custody.node.v1.ReleaseLeaseResponse\x12\x61\n\x0e\x41\x63tivatePolicy\x12&.custody.node.v1.ActivatePolicyRequest\x1a\'.custody.node.v1.ActivatePolicyResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'custody.node.v1.node_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_SESSIONKIND']._serialized_start=2362
-  _globals['_SESSIONKIND']._serialized_end=2479
-  _globals['_SESSIONSTATE']._serialized_start=2481
-  _globals['_SESSIONSTATE']._serialized_end=2608
+  _globals['_SESSIONKIND']._serialized_start=2558
+  _globals['_SESSIONKIND']._serialized_end=2675
+  _globals['_SESSIONSTATE']._serialized_start=2677
+  _globals['_SESSIONSTATE']._serialized_end=2804
   _globals['_GETINFOREQUEST']._serialized_start=87
   _globals['_GETINFOREQUEST']._serialized_end=103
   _globals['_NODEINFO']._serialized_start=105
@@ -55,29 +55,33 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SIGNSHAREREQUEST']._serialized_start=815
   _globals['_SIGNSHAREREQUEST']._serialized_end=1014
   _globals['_AUTHORIZATION']._serialized_start=1017
-  _globals['_AUTHORIZATION']._serialized_end=1323
-  _globals['_HISTORYENTRY']._serialized_start=1326
-  _globals['_HISTORYENTRY']._serialized_end=1485
-  _globals['_HISTORYHEAD']._serialized_start=1488
-  _globals['_HISTORYHEAD']._serialized_end=1638
-  _globals['_HISTORYREPORT']._serialized_start=1641
-  _globals['_HISTORYREPORT']._serialized_end=1778
-  _globals['_HELDLOG']._serialized_start=1780
-  _globals['_HELDLOG']._serialized_end=1834
-  _globals['_GETHISTORYREPORTREQUEST']._serialized_start=1837
-  _globals['_GETHISTORYREPORTREQUEST']._serialized_end=1989
-  _globals['_GETHISTORYREPORTRESPONSE']._serialized_start=1991
-  _globals['_GETHISTORYREPORTRESPONSE']._serialized_end=2105
-  _globals['_RELEASELEASEREQUEST']._serialized_start=2107
-  _globals['_RELEASELEASEREQUEST']._serialized_end=2172
-  _globals['_RELEASELEASERESPONSE']._serialized_start=2174
-  _globals['_RELEASELEASERESPONSE']._serialized_end=2196
-  _globals['_ACTIVATEPOLICYREQUEST']._serialized_start=2198
-  _globals['_ACTIVATEPOLICYREQUEST']._serialized_end=2238
-  _globals['_ACTIVATEPOLICYRESPONSE']._serialized_start=2240
-  _globals['_ACTIVATEPOLICYRESPONSE']._serialized_end=2314
-  _globals['_SIGNSHARERESPONSE']._serialized_start=2316
-  _globals['_SIGNSHARERESPONSE']._serialized_end=2360
-  _globals['_NODESERVICE']._serialized_start=2611
-  _globals['_NODESERVICE']._serialized_end=3334
+  _globals['_AUTHORIZATION']._serialized_end=1370
+  _globals['_ACCOUNTPART']._serialized_start=1372
+  _globals['_ACCOUNTPART']._serialized_end=1428
+  _globals['_HELDACCOUNT']._serialized_start=1430
+  _globals['_HELDACCOUNT']._serialized_end=1471
+  _globals['_HISTORYENTRY']._serialized_start=1474
+  _globals['_HISTORYENTRY']._serialized_end=1633
+  _globals['_HISTORYHEAD']._serialized_start=1636
+  _globals['_HISTORYHEAD']._serialized_end=1786
+  _globals['_HISTORYREPORT']._serialized_start=1789
+  _globals['_HISTORYREPORT']._serialized_end=1926
+  _globals['_HELDLOG']._serialized_start=1928
+  _globals['_HELDLOG']._serialized_end=1982
+  _globals['_GETHISTORYREPORTREQUEST']._serialized_start=1985
+  _globals['_GETHISTORYREPORTREQUEST']._serialized_end=2137
+  _globals['_GETHISTORYREPORTRESPONSE']._serialized_start=2140
+  _globals['_GETHISTORYREPORTRESPONSE']._serialized_end=2301
+  _globals['_RELEASELEASEREQUEST']._serialized_start=2303
+  _globals['_RELEASELEASEREQUEST']._serialized_end=2368
+  _globals['_RELEASELEASERESPONSE']._serialized_start=2370
+  _globals['_RELEASELEASERESPONSE']._serialized_end=2392
+  _globals['_ACTIVATEPOLICYREQUEST']._serialized_start=2394
+  _globals['_ACTIVATEPOLICYREQUEST']._serialized_end=2434
+  _globals['_ACTIVATEPOLICYRESPONSE']._serialized_start=2436
+  _globals['_ACTIVATEPOLICYRESPONSE']._serialized_end=2510
+  _globals['_SIGNSHARERESPONSE']._serialized_start=2512
+  _globals['_SIGNSHARERESPONSE']._serialized_end=2556
+  _globals['_NODESERVICE']._serialized_start=2807
+  _globals['_NODESERVICE']._serialized_end=3530
 # @@protoc_insertion_point(module_scope)

@@ -302,6 +302,7 @@ class Authorization(google.protobuf.message.Message):
     REPORTS_FIELD_NUMBER: builtins.int
     COORDINATOR_VIEW_FIELD_NUMBER: builtins.int
     SIGNING_SET_FIELD_NUMBER: builtins.int
+    ACCOUNT_FIELD_NUMBER: builtins.int
     initiator_signature: builtins.bytes
     """Ed25519 over the request digest"""
     policy_version_id: builtins.bytes
@@ -322,6 +323,13 @@ class Authorization(google.protobuf.message.Message):
 
     @property
     def signing_set(self) -> google.protobuf.internal.containers.RepeatedScalarFieldContainer[builtins.int]: ...
+    @property
+    def account(self) -> Global___AccountPart:
+        """Where coordinator_view sits in the tenant's account (policy/seen.py): positions
+        view_start .. view_end of the account of coordinator process view_epoch. Without an
+        epoch, or with view_start 0, coordinator_view is the whole account in the window.
+        """
+
     def __init__(
         self,
         *,
@@ -332,11 +340,53 @@ class Authorization(google.protobuf.message.Message):
         reports: collections.abc.Iterable[Global___HistoryReport] | None = ...,
         coordinator_view: collections.abc.Iterable[Global___HistoryEntry] | None = ...,
         signing_set: collections.abc.Iterable[builtins.int] | None = ...,
+        account: Global___AccountPart | None = ...,
     ) -> None: ...
-    def HasField(self, field_name: typing.Literal["request", b"request"]) -> builtins.bool: ...
-    def ClearField(self, field_name: typing.Literal["approvals", b"approvals", "coordinator_view", b"coordinator_view", "initiator_signature", b"initiator_signature", "policy_version_id", b"policy_version_id", "reports", b"reports", "request", b"request", "signing_set", b"signing_set"]) -> None: ...
+    def HasField(self, field_name: typing.Literal["account", b"account", "request", b"request"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["account", b"account", "approvals", b"approvals", "coordinator_view", b"coordinator_view", "initiator_signature", b"initiator_signature", "policy_version_id", b"policy_version_id", "reports", b"reports", "request", b"request", "signing_set", b"signing_set"]) -> None: ...
 
 Global___Authorization: typing_extensions.TypeAlias = Authorization
+
+@typing.final
+class AccountPart(google.protobuf.message.Message):
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    EPOCH_FIELD_NUMBER: builtins.int
+    START_FIELD_NUMBER: builtins.int
+    END_FIELD_NUMBER: builtins.int
+    epoch: builtins.bytes
+    start: builtins.int
+    end: builtins.int
+    def __init__(
+        self,
+        *,
+        epoch: builtins.bytes = ...,
+        start: builtins.int = ...,
+        end: builtins.int = ...,
+    ) -> None: ...
+    def ClearField(self, field_name: typing.Literal["end", b"end", "epoch", b"epoch", "start", b"start"]) -> None: ...
+
+Global___AccountPart: typing_extensions.TypeAlias = AccountPart
+
+@typing.final
+class HeldAccount(google.protobuf.message.Message):
+    """What a node holds of a tenant's coordinator account: up to `end` of `epoch`."""
+
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    EPOCH_FIELD_NUMBER: builtins.int
+    END_FIELD_NUMBER: builtins.int
+    epoch: builtins.bytes
+    end: builtins.int
+    def __init__(
+        self,
+        *,
+        epoch: builtins.bytes = ...,
+        end: builtins.int = ...,
+    ) -> None: ...
+    def ClearField(self, field_name: typing.Literal["end", b"end", "epoch", b"epoch"]) -> None: ...
+
+Global___HeldAccount: typing_extensions.TypeAlias = HeldAccount
 
 @typing.final
 class HistoryEntry(google.protobuf.message.Message):
@@ -498,20 +548,26 @@ class GetHistoryReportResponse(google.protobuf.message.Message):
 
     REPORT_FIELD_NUMBER: builtins.int
     HELD_FIELD_NUMBER: builtins.int
+    ACCOUNT_FIELD_NUMBER: builtins.int
     @property
     def report(self) -> Global___HistoryReport: ...
     @property
     def held(self) -> google.protobuf.internal.containers.RepeatedCompositeFieldContainer[Global___HeldLog]:
         """what this node holds of each peer's log, for the asker"""
 
+    @property
+    def account(self) -> Global___HeldAccount:
+        """what it holds of the request tenant's coordinator account"""
+
     def __init__(
         self,
         *,
         report: Global___HistoryReport | None = ...,
         held: collections.abc.Iterable[Global___HeldLog] | None = ...,
+        account: Global___HeldAccount | None = ...,
     ) -> None: ...
-    def HasField(self, field_name: typing.Literal["report", b"report"]) -> builtins.bool: ...
-    def ClearField(self, field_name: typing.Literal["held", b"held", "report", b"report"]) -> None: ...
+    def HasField(self, field_name: typing.Literal["account", b"account", "report", b"report"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["account", b"account", "held", b"held", "report", b"report"]) -> None: ...
 
 Global___GetHistoryReportResponse: typing_extensions.TypeAlias = GetHistoryReportResponse
 
