@@ -51,6 +51,10 @@ whole one proves: the hashes commit to every entry from the anchor to the head, 
 held part was itself verified against an earlier signed head of the same peer. So each
 request costs work in what is new since the last one, not in the window's size.
 
+A node also keeps what it verified from one exchange to the next (:mod:`policy.seen`): the
+coordinator sends only the part of its account the node does not hold, and only what is
+new is checked and added to the union (section 8, "Each decision builds on the last").
+
 Why this is sound under (A): a signature needs all ``t`` members of its set, so each past
 signature was recorded by every honest member of its set ``S'``. By (A) some honest
 ``h`` is in ``S ∩ S'``; ``h``'s report (or ``h``'s own log, if ``h`` is the evaluating

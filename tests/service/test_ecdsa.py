@@ -245,3 +245,49 @@ def test_a_report_trimmed_past_what_a_node_holds_is_refused_keeping_the_lease(
         row = s.get(SignatureRequestRow, ("acme", r.request_id))
         assert row is not None and row.attempts == 1
     store.engine.dispose()
+
+
+def test_an_account_part_a_node_does_not_hold_is_refused_keeping_the_lease(
+    running, acme, key
+) -> None:
+    """The coordinator's account goes to each signer as the part after what it holds
+    (policy/seen.py). A part that claims to follow a holding the node does not have
+    (another coordinator epoch) is HISTORY_REPORT_INCOMPLETE before anything is consumed,
+    the lease is kept, and the real coordinator then signs at the first attempt."""
+    r = acme.sign(key.key_id, digest=b"\x15" * 32)
+    a, b = sorted(r.signers)
+    digest = b"\x16" * 32
+    request = acme.build_request(
+        key.key_id,
+        request_type=RequestType.RAW_DIGEST,
+        chain="none",
+        asset="none",
+        payload=digest,
+        request_id=f"acct-{uuid.uuid4().hex}",
+    )
+    signature = sign_request(acme._initiator_key, acme.initiator, request).signature
+    auth = authorizations(running, request, signature, [a, b])[a]
+    auth.account.CopyFrom(node_pb2.AccountPart(epoch=b"\x01" * 16, start=1, end=1))
+    del auth.coordinator_view[:]
+    channel, stub = node_stub(running, a)
+    with channel:
+        with pytest.raises(grpc.RpcError) as err:
+            stub.SignShare(
+                node_pb2.SignShareRequest(
+                    request_id=f"acme/{request.request_id}/1",
+                    key_id=key.key_id,
+                    nonce_id="ps_" + "0" * 32,
+                    message_hash=digest,
+                    authorization=auth,
+                )
+            )
+        assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+        assert reason_of(err.value) == "HISTORY_REPORT_INCOMPLETE"
+        assert "account" in (err.value.details() or "")
+    release_leases(running, request, [a, b])
+    after = acme.sign(key.key_id, digest=b"\x17" * 32, request_id=f"after-{uuid.uuid4().hex}")
+    store = CoordinatorStore(running.config.coordinator_database_url())
+    with store.transaction() as s:
+        row = s.get(SignatureRequestRow, ("acme", after.request_id))
+        assert row is not None and row.attempts == 1
+    store.engine.dispose()
