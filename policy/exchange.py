@@ -388,21 +388,25 @@ def reconcile(
     fresh: list[tuple[str, tuple[HistoryEntry, ...]]] = [(f"node {node_id}", own_new)]
     folded = dict(memory.folded)
     for peer, suffix in verified.items():
-        first = max(folded.get(peer, 0), suffix.start)
-        fresh.append((f"node {peer}", suffix.between(first, suffix.end)))
-        folded[peer] = max(first, suffix.end)
+        start = max(folded.get(peer, 0), suffix.start)
+        fresh.append((f"node {peer}", suffix.between(start, suffix.end)))
+        folded[peer] = max(start, suffix.end)
     fresh.append(("coordinator", view))
     union = memory.union
-    known: dict[str, bytes] = {}
+    known: dict[str, HistoryEntry] = {}
     for where, entries in fresh:
         for e in entries:
+            earlier = known.setdefault(e.request_id, e)
             logged = union.get(e.request_id)
-            first_digest = (
-                logged.request_digest
-                if logged is not None
-                else known.setdefault(e.request_id, e.request_digest)
-            )
-            if first_digest != e.request_digest:
+            if logged is not None and logged.identity != e.identity:
+                if _current(logged, own, verified.values(), view, memory, tenant):
+                    return ExchangeFailure(
+                        ReasonCode.HISTORY_CONFLICT, f"{where}: request {e.request_id!r}"
+                    )
+                # Only remembered (from a peer outside this set): a fresh exchange would
+                # not see it, so it must not block this one. The current copy replaces it.
+                union = union.without(e.request_id)
+            if earlier.identity != e.identity:
                 return ExchangeFailure(
                     ReasonCode.HISTORY_CONFLICT, f"{where}: request {e.request_id!r}"
                 )
@@ -434,13 +438,37 @@ def reconcile(
     return Reconciled(union, heads, verified, remembered.pruned(lookback_after))
 
 
+def _current(
+    entry: HistoryEntry,
+    own: NodeHistory,
+    suffixes: Iterable[VerifiedSuffix],
+    view: tuple[HistoryEntry, ...],
+    memory: Seen,
+    tenant: str,
+) -> bool:
+    """Whether ``entry`` (held in the union) is also among what a fresh exchange would
+    check now: the own log, a current member's suffix or the tenant's account. Only asked
+    when a new entry conflicts with it (rare: scans are fine)."""
+    rid, identity = entry.request_id, entry.identity
+
+    def same(e: HistoryEntry | None) -> bool:
+        return e is not None and e.request_id == rid and e.identity == identity
+
+    if same(own.as_history().get(rid)):
+        return True
+    if any(same(e) for s in suffixes for e in s.entries) or any(same(e) for e in view):
+        return True
+    held = memory.held_account(tenant)
+    return held is not None and same(held.claimed.get(rid))
+
+
 def _fresh(own: NodeHistory) -> Seen:
     return Seen(own.as_history(), own.count)
 
 
 def _claims(
     memory: Seen, tenant: str, view: tuple[HistoryEntry, ...], account: AccountPart | None
-) -> tuple[dict[str, int], dict[tuple[str, int], int]] | ExchangeFailure:
+) -> tuple[dict[str, HistoryEntry], dict[tuple[str, int], int]] | ExchangeFailure:
     """The request ids in the coordinator's account of ``tenant`` (what is held, extended
     by ``view``) and the HIDDEN-check positions that still hold for it. A whole account
     replaces what is held, and every position of the tenant starts again."""

@@ -47,6 +47,22 @@ class HistoryEntry:
         if isinstance(self.timestamp, bool) or not 0 <= self.timestamp < 1 << 62:
             raise ValueError("timestamp: unix seconds")
 
+    @property
+    def identity(self) -> tuple[bytes, str, str, str, str, int]:
+        """Everything but the timestamp: what every copy of one signature agrees on (each
+        recorder dates it by its own clock). Two copies of a request id that differ here
+        are two different requests, even under the same digest (the fields are not
+        derived from the digest by the receiver, so a copy with the digest and another
+        amount would otherwise replace the real one)."""
+        return (
+            self.request_digest,
+            self.key_id,
+            self.initiator,
+            self.tenant,
+            self.asset,
+            self.amount,
+        )
+
     @classmethod
     def for_request(cls, request: SigningRequest, timestamp: int) -> HistoryEntry:
         return cls(
@@ -93,7 +109,7 @@ class History:
         for e in entries:
             old = by_id.get(e.request_id)
             if old is not None:
-                if old.request_digest != e.request_digest:
+                if old.identity != e.identity:
                     raise ValueError(f"two different requests with id {e.request_id!r}")
                 if old.timestamp >= e.timestamp:
                     continue  # keep the latest timestamp: it stays longest in the windows
@@ -145,7 +161,7 @@ class History:
             current = self._by_id if by_id is None else by_id
             old = current.get(e.request_id)
             if old is not None:
-                if old.request_digest != e.request_digest:
+                if old.identity != e.identity:
                     raise ValueError(f"two different requests with id {e.request_id!r}")
                 if old.timestamp >= e.timestamp:
                     continue

@@ -55,11 +55,11 @@ class AccountPart:
 @dataclass(frozen=True, slots=True)
 class HeldAccount:
     """The part of a tenant's coordinator account a node holds: up to ``end`` of
-    ``epoch``; ``claimed``: request id to timestamp."""
+    ``epoch``; ``claimed``: request id to the entry (the latest-dated copy)."""
 
     epoch: bytes
     end: int
-    claimed: Mapping[str, int]
+    claimed: Mapping[str, HistoryEntry]
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,7 +86,9 @@ class Seen:
         floor = after - PRUNE_MARGIN
         union = History(e for e in self.union if e.timestamp > floor)
         accounts = {
-            t: HeldAccount(a.epoch, a.end, {r: ts for r, ts in a.claimed.items() if ts > floor})
+            t: HeldAccount(
+                a.epoch, a.end, {r: e for r, e in a.claimed.items() if e.timestamp > floor}
+            )
             for t, a in self.accounts.items()
         }
         return Seen(
@@ -99,11 +101,14 @@ class Seen:
         )
 
 
-def entries_claimed(held: Mapping[str, int], entries: tuple[HistoryEntry, ...]) -> dict[str, int]:
+def entries_claimed(
+    held: Mapping[str, HistoryEntry], entries: tuple[HistoryEntry, ...]
+) -> dict[str, HistoryEntry]:
     """``held`` with ``entries`` added (a copy: a refused exchange leaves ``held`` as it
     was)."""
     claimed = dict(held)
     for e in entries:
-        if claimed.get(e.request_id, e.timestamp - 1) < e.timestamp:
-            claimed[e.request_id] = e.timestamp
+        old = claimed.get(e.request_id)
+        if old is None or old.timestamp < e.timestamp:
+            claimed[e.request_id] = e
     return claimed

@@ -46,7 +46,12 @@ def same(a: History, b: History) -> None:
 @settings(max_examples=200, deadline=None)
 @given(st.lists(ROW, max_size=30), st.integers(0, 30), st.integers(0, 30))
 def test_extended_matches_constructor(rows: list, split: int, second: int) -> None:
-    entries = [entry(*r) for r in rows]
+    # Copies of one request differ only in their date (HistoryEntry.identity): the rest
+    # comes from the id's first row.
+    first_seen: dict[int, tuple] = {}
+    for rid, _ts, *fields in rows:
+        first_seen.setdefault(rid, tuple(fields))
+    entries = [entry(rid, ts, *first_seen[rid]) for rid, ts, *_ in rows]
     first, rest = entries[:split], entries[split:]
     stepwise = History(first)
     for e in rest[:second]:
@@ -77,6 +82,18 @@ def test_extended_refuses_a_reused_id() -> None:
     )
     with pytest.raises(ValueError, match="two different requests"):
         base.extended([clash])
+
+
+def test_a_copy_with_the_same_digest_and_another_amount_is_another_request() -> None:
+    """The receiver cannot derive the fields from the digest: a copy that keeps the digest
+    but carries another amount (and a later date, so it would win) is refused, never used
+    in place of the real entry."""
+    base = History([entry(1, 10, 5, "k1", "BTC")])
+    for lie in (entry(1, 99, 0, "k1", "BTC"), entry(1, 99, 5, "k2", "BTC")):
+        with pytest.raises(ValueError, match="two different requests"):
+            base.extended([lie])
+        with pytest.raises(ValueError, match="two different requests"):
+            History([entry(1, 10, 5, "k1", "BTC"), lie])
 
 
 @settings(max_examples=200, deadline=None)

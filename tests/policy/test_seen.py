@@ -5,6 +5,8 @@ finds it, and the union a node evaluates is never smaller than a fresh one."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -139,13 +141,24 @@ def test_hidden_is_checked_per_tenant_from_where_it_stopped() -> None:
     assert ok(shown).seen is not None
 
 
-def test_an_entry_verified_earlier_conflicts_with_another_digest_later() -> None:
-    """Node 3 showed r-2; with node 4 (which never signed it) the coordinator claims r-2
-    with another digest. A fresh exchange with node 4 cannot tell; the memory can."""
+def test_a_conflict_blocks_only_where_a_fresh_exchange_would_see_it() -> None:
+    """Node 3 showed r-2. The coordinator then claims r-2 with another digest. With node 3
+    in the set the conflict is current: HISTORY_CONFLICT. With node 4 alone a fresh
+    exchange could not see it, so a remembered copy must not block the request either (a
+    corrupt node outside the set could otherwise make honest nodes refuse a request for
+    good): the current copy replaces the remembered one."""
     seen = ok(exchange({3: log(entry(1), entry(2))}, [entry(1), entry(2)])).seen
     forged = [entry(2, digest=99)]
-    assert code(exchange({4: log()}, forged, seen=seen)) is ReasonCode.HISTORY_CONFLICT
+    with_3 = exchange({3: log(entry(1), entry(2))}, forged, seen=seen)
+    assert code(with_3) is ReasonCode.HISTORY_CONFLICT
+    without_3 = ok(exchange({4: log()}, forged, seen=seen))
+    assert without_3.history.get("acme:r-2") == forged[0]
     assert isinstance(exchange({4: log()}, forged), Reconciled)
+    # a copy under the same digest with another amount is another request, not a copy
+    cheaper = [replace(entry(2), amount=0, timestamp=T0 + 10**6)]
+    same_set = exchange({3: log(entry(1), entry(2))}, cheaper, seen=seen)
+    assert code(same_set) is ReasonCode.HISTORY_CONFLICT
+    assert code(exchange({3: log(entry(1), entry(2))}, cheaper)) is ReasonCode.HISTORY_CONFLICT
 
 
 def test_the_union_keeps_what_every_peer_showed() -> None:
@@ -161,7 +174,7 @@ def test_the_union_keeps_what_every_peer_showed() -> None:
 
 def test_pruning_drops_only_what_no_window_counts() -> None:
     entries = [entry(k) for k in range(1, 2001)]
-    claimed = {e.request_id: e.timestamp for e in entries}
+    claimed = {e.request_id: e for e in entries}
     seen = Seen(
         History(entries), 0, accounts={"acme": HeldAccount(EPOCH, 2000, claimed)}, prune_at=1000
     )
@@ -173,7 +186,9 @@ def test_pruning_drops_only_what_no_window_counts() -> None:
     assert len(pruned.union) == 2000 - (1500 - PRUNE_MARGIN)
     assert pruned.prune_at == max(PRUNE_FLOOR, 2 * len(pruned.union))
     kept = pruned.held_account("acme")
-    assert kept is not None and min(kept.claimed.values()) > after - PRUNE_MARGIN
+    assert (
+        kept is not None and min(e.timestamp for e in kept.claimed.values()) > after - PRUNE_MARGIN
+    )
     small = Seen(History(entries), 0)  # below prune_at: left as it is
     assert small.pruned(after) is small
 
