@@ -357,7 +357,11 @@ def reconcile(
     account of ``tenant`` (``None``: it is the whole account, not to be held).
     """
     view = tuple(coordinator_view)
-    memory = _fresh(own) if seen is None or seen.own_count > own.count else seen
+    memory = (
+        seen
+        if seen is not None and seen.own_count <= own.count and seen.covers(lookback_after)
+        else _fresh(own, lookback_after)
+    )
     held = held_logs or {}
     heads = dict(remembered_heads)
     verified: dict[int, VerifiedSuffix] = {}
@@ -434,7 +438,9 @@ def reconcile(
         accounts[tenant] = HeldAccount(account.epoch, account.end, claimed)
     else:
         accounts.pop(tenant, None)
-    remembered = Seen(union, own.count, folded, accounts, checked, memory.prune_at)
+    remembered = Seen(
+        union, own.count, folded, accounts, checked, memory.prune_at, memory.covers_after
+    )
     return Reconciled(union, heads, verified, remembered.pruned(lookback_after))
 
 
@@ -462,8 +468,8 @@ def _current(
     return held is not None and same(held.claimed.get(rid))
 
 
-def _fresh(own: NodeHistory) -> Seen:
-    return Seen(own.as_history(), own.count)
+def _fresh(own: NodeHistory, lookback_after: int) -> Seen:
+    return Seen(own.as_history(), own.count, covers_after=lookback_after)
 
 
 def _claims(

@@ -66,7 +66,9 @@ class HeldAccount:
 class Seen:
     """A node's memory between exchanges (module docstring). ``own_count``: how much of
     the node's own log is in ``union``; ``folded``: per peer, up to which count of its
-    log; ``prune_at``: the union size at which old entries are dropped next."""
+    log; ``prune_at``: the union size at which old entries are dropped next. The positions
+    in ``folded`` and ``checked`` skip entries that were older than the lookback then, so
+    the memory serves only lookbacks from ``covers_after`` on."""
 
     union: History
     own_count: int
@@ -74,6 +76,12 @@ class Seen:
     accounts: Mapping[str, HeldAccount] = field(default_factory=dict)
     checked: Mapping[tuple[str, int], int] = field(default_factory=dict)
     prune_at: int = PRUNE_FLOOR
+    # Complete for entries newer than this (the lookback it started at, raised by
+    # pruning): a longer window or a clock stepped back needs a fresh start.
+    covers_after: int = 0
+
+    def covers(self, lookback_after: int) -> bool:
+        return lookback_after >= self.covers_after
 
     def held_account(self, tenant: str) -> HeldAccount | None:
         return self.accounts.get(tenant)
@@ -98,6 +106,7 @@ class Seen:
             accounts,
             self.checked,
             max(PRUNE_FLOOR, 2 * len(union)),
+            max(self.covers_after, floor),
         )
 
 

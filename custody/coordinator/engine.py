@@ -855,7 +855,6 @@ class Coordinator:
         # The coordinator's account (custody/coordinator/account.py): what it recorded,
         # plus signatures the signers report that it has not recorded yet (in flight on
         # another thread when it asked); each signer gets what it does not hold yet.
-        self.account.note(e for r in reports.values() for e in r.entries)
         after = int(time.time()) - window - 60
         parts = {i: self.account.part(req.tenant, accounts[i], after) for i in signers}
         known, st.known_approvals = st.known_approvals, None
@@ -929,6 +928,9 @@ class Coordinator:
             except ServiceError as exc:  # a malformed report: this node is left out
                 self.relay.forget(i)
                 raise NodeCallFailed(i, exc) from None
+            # What is new to the relay joins the account now, before another signer can
+            # fail this attempt: the relay will not send these entries again.
+            self.account.note(report.entries)
             # A report that does not chain is passed on as it came: the receivers judge it
             # (and name the node).
             reports[i] = report
@@ -1100,7 +1102,7 @@ class Coordinator:
                 attempts=state.attempts,
                 **result,
             )
-        self.account.note([entry])  # committed: it joins the account the signers hold
+        self.account.note([entry], committed=True)  # joins the account the signers hold
         return done
 
     def _sign_ecdsa(

@@ -44,6 +44,7 @@ def exchange(
     *,
     tenant: str = "acme",
     own: NodeHistory | None = None,
+    lookback: int = T0,
 ) -> Reconciled | ExchangeFailure:
     """Node 1's exchange with the peers in ``logs`` (each reporting its whole log)."""
     return reconcile(
@@ -52,10 +53,10 @@ def exchange(
         tenant=tenant,
         request_digest=DIGEST,
         signing_set=[1, *logs],
-        reports={p: make_report(KEYS[p], p, log, DIGEST, T0) for p, log in logs.items()},
+        reports={p: make_report(KEYS[p], p, log, DIGEST, lookback) for p, log in logs.items()},
         node_keys={p: k.public_key() for p, k in KEYS.items()},
         coordinator_view=view,
-        lookback_after=T0,
+        lookback_after=lookback,
         remembered_heads={},
         seen=seen,
         account=account,
@@ -197,13 +198,14 @@ def test_the_coordinator_account_sends_what_a_signer_lacks() -> None:
     account = CoordinatorAccount(lambda t, after: [entry(1), entry(2)], lambda: [entry(3)])
     part, sent = account.part("acme", None, T0)
     assert (part.start, part.end, sent) == (0, 3, (entry(1), entry(2), entry(3)))
+    epoch = part.epoch
     account.note([entry(4), entry(2), entry(9, "globex")])  # dedup; globex is not held
-    held = node_pb2.HeldAccount(epoch=account.epoch, end=3)
+    held = node_pb2.HeldAccount(epoch=epoch, end=3)
     part, sent = account.part("acme", held, T0)
     assert (part.start, part.end, sent) == (3, 4, (entry(4),))
     for stale in (
         node_pb2.HeldAccount(epoch=b"old", end=3),
-        node_pb2.HeldAccount(epoch=account.epoch, end=7),
+        node_pb2.HeldAccount(epoch=epoch, end=7),
     ):
         part, sent = account.part("acme", stale, T0)
         assert part.whole and len(sent) == 4
@@ -253,3 +255,40 @@ def test_memory_decides_as_a_fresh_exchange(steps: list[tuple[int, str, int, boo
         if isinstance(mine, Reconciled) and isinstance(fresh, Reconciled):
             assert ids(fresh.history) <= ids(mine.history)
             seen = mine.seen
+
+
+def test_a_longer_window_starts_the_memory_again() -> None:
+    """The memory skipped what was older than its lookback; a longer window (or a clock
+    stepped back) must see those entries again: the held account is not used (the
+    coordinator sends it whole) and the peer's older entries are counted."""
+    peer = log(entry(5), entry(50), entry(60))
+    short = ok(
+        exchange({3: peer}, [entry(50), entry(60)], AccountPart(EPOCH, 0, 2), lookback=T0 + 40)
+    ).seen
+    assert short is not None and short.covers_after == T0 + 40
+    part = exchange({3: peer}, [], AccountPart(EPOCH, 2, 2), short, lookback=T0)
+    assert code(part) is ReasonCode.HISTORY_REPORT_INCOMPLETE
+    hidden = exchange(
+        {3: peer}, [entry(50), entry(60)], AccountPart(EPOCH, 0, 2), short, lookback=T0
+    )
+    assert code(hidden) is ReasonCode.HISTORY_HIDDEN  # entry 5 is in the longer window
+    whole = ok(
+        exchange(
+            {3: peer}, [entry(k) for k in (5, 50, 60)], AccountPart(EPOCH, 0, 3), short, lookback=T0
+        )
+    )
+    assert whole.history.window(VelocityScope.TENANT, "acme", "ETH", T0) == (3, 115)
+
+
+def test_a_record_that_a_report_contradicted_resets_the_account() -> None:
+    lie = replace(entry(2), amount=0)
+    account = CoordinatorAccount(lambda t, after: [entry(1)], lambda: [])
+    first, _ = account.part("acme", None, T0)
+    account.note([lie])  # a report's copy arrived first
+    account.note([entry(2)], committed=True)  # the record says otherwise
+    held = node_pb2.HeldAccount(epoch=first.epoch, end=first.end)
+    part, sent = account.part("acme", held, T0)
+    assert part.whole and part.epoch != first.epoch and sent == (entry(1),)
+    # a lookback older than the sequence was read for reads it again, under a new epoch
+    longer, _ = account.part("acme", node_pb2.HeldAccount(epoch=part.epoch, end=1), T0 - 60)
+    assert longer.whole and longer.epoch != part.epoch

@@ -326,8 +326,8 @@ class Authorization(google.protobuf.message.Message):
     @property
     def account(self) -> Global___AccountPart:
         """Where coordinator_view sits in the tenant's account (policy/seen.py): positions
-        view_start .. view_end of the account of coordinator process view_epoch. Without an
-        epoch, or with view_start 0, coordinator_view is the whole account in the window.
+        account.start .. account.end of the tenant's account sequence account.epoch. Without
+        an epoch, or with start 0, coordinator_view is the whole account in the window.
         """
 
     def __init__(
