@@ -417,14 +417,13 @@ def reconcile(
     # Every entry of the tenant in the window that a member knows must be in the account:
     # from where the last check of this tenant stopped in each member's log (own entries
     # up to what this node had reported, see above).
-    sources: list[tuple[int, int, int, tuple[HistoryEntry, ...]]] = []
     own_end = own.count if own_reported_count is None else min(own.count, own_reported_count)
     own_first = max(checked.get((tenant, node_id), 0), own.first_index_after(lookback_after))
-    sources.append((node_id, own_first, own_end, own.between(own_first, own_end)))
+    sources = [(node_id, own_end, own.between(own_first, own_end))]
     for peer, suffix in verified.items():
         first = min(max(checked.get((tenant, peer), 0), suffix.start), suffix.end)
-        sources.append((peer, first, suffix.end, suffix.between(first, suffix.end)))
-    for source, _first, end, entries in sources:
+        sources.append((peer, suffix.end, suffix.between(first, suffix.end)))
+    for source, end, entries in sources:
         for e in entries:
             if e.tenant == tenant and e.timestamp > lookback_after and e.request_id not in claimed:
                 return ExchangeFailure(

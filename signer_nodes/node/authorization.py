@@ -309,9 +309,10 @@ def authorize_signing(
     input. ``signer_key`` is the (derived, untweaked) public key of the key being used;
     ``own_reported_count`` is this node's log length when it reported for this request
     and ``held_logs`` what it verified of each peer's log before, ``seen`` its memory of
-    the last exchange (:func:`policy.exchange.reconcile`). A report that leaves out entries this node does
-    not hold is FAILED_PRECONDITION ``HISTORY_REPORT_INCOMPLETE``: not a refusal of the
-    request, the coordinator sends whole reports next time."""
+    the last exchange (:func:`policy.exchange.reconcile`). A report that leaves out
+    entries this node does not hold is FAILED_PRECONDITION
+    ``HISTORY_REPORT_INCOMPLETE``: not a refusal of the request, the coordinator sends
+    whole reports next time."""
     if not message.HasField("request"):
         raise ServiceError(DENIED, "AUTHORIZATION_MISSING", "no signed request accompanies this")
     request = request_from_proto(message.request)

@@ -174,6 +174,48 @@ def test_excluded_peer_is_refused_for_new_sessions(running, key) -> None:
         store.engine.dispose()
 
 
+def _raw_request(acme, key_id: str, digest: bytes, label: str):
+    """A new raw-digest request of acme and its initiator signature."""
+    request = acme.build_request(
+        key_id,
+        request_type=RequestType.RAW_DIGEST,
+        chain="none",
+        asset="none",
+        payload=digest,
+        request_id=f"{label}-{uuid.uuid4().hex}",
+    )
+    return request, sign_request(acme._initiator_key, acme.initiator, request).signature
+
+
+def _refused_incomplete(stub, key_id: str, request, digest: bytes, auth) -> grpc.RpcError:
+    """SignShare with ``auth``: refused with FAILED_PRECONDITION HISTORY_REPORT_INCOMPLETE."""
+    with pytest.raises(grpc.RpcError) as err:
+        stub.SignShare(
+            node_pb2.SignShareRequest(
+                request_id=f"acme/{request.request_id}/1",
+                key_id=key_id,
+                nonce_id="ps_" + "0" * 32,
+                message_hash=digest,
+                authorization=auth,
+            )
+        )
+    assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert reason_of(err.value) == "HISTORY_REPORT_INCOMPLETE"
+    return err.value
+
+
+def _attempts(running, request_id: str) -> int:
+    """How many attempts the coordinator recorded for acme's ``request_id``."""
+    store = CoordinatorStore(running.config.coordinator_database_url())
+    try:
+        with store.transaction() as s:
+            row = s.get(SignatureRequestRow, ("acme", request_id))
+            assert row is not None
+            return row.attempts
+    finally:
+        store.engine.dispose()
+
+
 def test_a_report_trimmed_past_what_a_node_holds_is_refused_keeping_the_lease(
     running, acme, key
 ) -> None:
@@ -187,15 +229,7 @@ def test_a_report_trimmed_past_what_a_node_holds_is_refused_keeping_the_lease(
     running.cluster.kill(f"node-{a}")
     running.cluster.restart(f"node-{a}")
     digest = b"\x06" * 32
-    request = acme.build_request(
-        key.key_id,
-        request_type=RequestType.RAW_DIGEST,
-        chain="none",
-        asset="none",
-        payload=digest,
-        request_id=f"trim-{uuid.uuid4().hex}",
-    )
-    signature = sign_request(acme._initiator_key, acme.initiator, request).signature
+    request, signature = _raw_request(acme, key.key_id, digest, "trim")
     auth = authorizations(running, request, signature, [a, b])[a]
     peer_report = auth.reports[0]
     assert peer_report.head.node_id == b and len(peer_report.entries) >= 1
@@ -203,18 +237,7 @@ def test_a_report_trimmed_past_what_a_node_holds_is_refused_keeping_the_lease(
     del peer_report.entries[0]
     channel, stub = node_stub(running, a)
     with channel:
-        with pytest.raises(grpc.RpcError) as err:
-            stub.SignShare(
-                node_pb2.SignShareRequest(
-                    request_id=f"acme/{request.request_id}/1",
-                    key_id=key.key_id,
-                    nonce_id="ps_" + "0" * 32,
-                    message_hash=digest,
-                    authorization=auth,
-                )
-            )
-        assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
-        assert reason_of(err.value) == "HISTORY_REPORT_INCOMPLETE"
+        _refused_incomplete(stub, key.key_id, request, digest, auth)
         # The lease is still this request's: another request of the tenant waits.
         other = acme.build_request(
             key.key_id,
@@ -240,11 +263,7 @@ def test_a_report_trimmed_past_what_a_node_holds_is_refused_keeping_the_lease(
         if a in r.signers:
             break
     assert a in r.signers
-    store = CoordinatorStore(running.config.coordinator_database_url())
-    with store.transaction() as s:
-        row = s.get(SignatureRequestRow, ("acme", r.request_id))
-        assert row is not None and row.attempts == 1
-    store.engine.dispose()
+    assert _attempts(running, r.request_id) == 1
 
 
 def test_an_account_part_a_node_does_not_hold_is_refused_keeping_the_lease(
@@ -257,37 +276,14 @@ def test_an_account_part_a_node_does_not_hold_is_refused_keeping_the_lease(
     r = acme.sign(key.key_id, digest=b"\x15" * 32)
     a, b = sorted(r.signers)
     digest = b"\x16" * 32
-    request = acme.build_request(
-        key.key_id,
-        request_type=RequestType.RAW_DIGEST,
-        chain="none",
-        asset="none",
-        payload=digest,
-        request_id=f"acct-{uuid.uuid4().hex}",
-    )
-    signature = sign_request(acme._initiator_key, acme.initiator, request).signature
+    request, signature = _raw_request(acme, key.key_id, digest, "acct")
     auth = authorizations(running, request, signature, [a, b])[a]
     auth.account.CopyFrom(node_pb2.AccountPart(epoch=b"\x01" * 16, start=1, end=1))
     del auth.coordinator_view[:]
     channel, stub = node_stub(running, a)
     with channel:
-        with pytest.raises(grpc.RpcError) as err:
-            stub.SignShare(
-                node_pb2.SignShareRequest(
-                    request_id=f"acme/{request.request_id}/1",
-                    key_id=key.key_id,
-                    nonce_id="ps_" + "0" * 32,
-                    message_hash=digest,
-                    authorization=auth,
-                )
-            )
-        assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
-        assert reason_of(err.value) == "HISTORY_REPORT_INCOMPLETE"
-        assert "account" in (err.value.details() or "")
+        err = _refused_incomplete(stub, key.key_id, request, digest, auth)
+        assert "account" in (err.details() or "")
     release_leases(running, request, [a, b])
     after = acme.sign(key.key_id, digest=b"\x17" * 32, request_id=f"after-{uuid.uuid4().hex}")
-    store = CoordinatorStore(running.config.coordinator_database_url())
-    with store.transaction() as s:
-        row = s.get(SignatureRequestRow, ("acme", after.request_id))
-        assert row is not None and row.attempts == 1
-    store.engine.dispose()
+    assert _attempts(running, after.request_id) == 1
