@@ -385,6 +385,9 @@ def reconcile(
     if isinstance(claims, ExchangeFailure):
         return claims
     claimed, checked = claims
+    # What the coordinator's account held before this part: still current unless a whole
+    # account replaces it (then only the new entries are).
+    kept = {} if account is None or account.whole else _held_claims(memory, tenant)
     # What is new to the union: the own log's growth, each peer's entries past what was
     # folded in before, and the account's entries. Each is checked against the union,
     # which holds every entry checked before (a conflict with any of them is found).
@@ -403,7 +406,7 @@ def reconcile(
             earlier = known.setdefault(e.request_id, e)
             logged = union.get(e.request_id)
             if logged is not None and logged.identity != e.identity:
-                if _current(logged, own, verified.values(), view, memory, tenant):
+                if _current(logged, own, verified.values(), view, kept):
                     return ExchangeFailure(
                         ReasonCode.HISTORY_CONFLICT, f"{where}: request {e.request_id!r}"
                     )
@@ -448,12 +451,12 @@ def _current(
     own: NodeHistory,
     suffixes: Iterable[VerifiedSuffix],
     view: tuple[HistoryEntry, ...],
-    memory: Seen,
-    tenant: str,
+    kept: Mapping[str, HistoryEntry],
 ) -> bool:
     """Whether ``entry`` (held in the union) is also among what a fresh exchange would
-    check now: the own log, a current member's suffix or the tenant's account. Only asked
-    when a new entry conflicts with it (rare: scans are fine)."""
+    check now: the own log, a current member's suffix or the tenant's account as this
+    exchange has it (``kept``, the held part it extends, and ``view``). Only asked when a
+    new entry conflicts with it (rare: scans are fine)."""
     rid, identity = entry.request_id, entry.identity
 
     def same(e: HistoryEntry | None) -> bool:
@@ -463,8 +466,12 @@ def _current(
         return True
     if any(same(e) for s in suffixes for e in s.entries) or any(same(e) for e in view):
         return True
+    return same(kept.get(rid))
+
+
+def _held_claims(memory: Seen, tenant: str) -> Mapping[str, HistoryEntry]:
     held = memory.held_account(tenant)
-    return held is not None and same(held.claimed.get(rid))
+    return {} if held is None else held.claimed
 
 
 def _fresh(own: NodeHistory, lookback_after: int) -> Seen:

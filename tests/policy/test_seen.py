@@ -162,6 +162,22 @@ def test_a_conflict_blocks_only_where_a_fresh_exchange_would_see_it() -> None:
     assert code(exchange({3: log(entry(1), entry(2))}, cheaper)) is ReasonCode.HISTORY_CONFLICT
 
 
+def test_a_whole_account_replaces_the_claims_it_held() -> None:
+    """The held account claimed r-2 as node 3 showed it. A whole account from another
+    coordinator epoch claims another r-2, and node 3 is not in the set: the old claim is
+    no longer part of the account, so (as in a fresh exchange) the current copy replaces
+    the remembered one. Extending the held account instead keeps the old claim current:
+    HISTORY_CONFLICT."""
+    real = [entry(1), entry(2)]
+    seen = ok(exchange({3: log(*real)}, real, AccountPart(EPOCH, 0, 2))).seen
+    forged = [entry(2, digest=99)]
+    whole = ok(exchange({4: log()}, forged, AccountPart(b"x" * 16, 0, 1), seen))
+    assert whole.history.get("acme:r-2") == forged[0]
+    assert isinstance(exchange({4: log()}, forged, AccountPart(b"x" * 16, 0, 1)), Reconciled)
+    extended = exchange({4: log()}, forged, AccountPart(EPOCH, 2, 3), seen)
+    assert code(extended) is ReasonCode.HISTORY_CONFLICT
+
+
 def test_the_union_keeps_what_every_peer_showed() -> None:
     """Velocity counts what node 3 reported even when the next request goes through node
     4: a larger history can only refuse more (policy/seen.py)."""
