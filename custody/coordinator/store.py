@@ -17,6 +17,7 @@ from typing import cast
 
 from sqlalchemy import (
     DateTime,
+    Index,
     Integer,
     LargeBinary,
     String,
@@ -103,6 +104,9 @@ class SignatureRequestRow(Base):
 
 class PoolNonceRow(Base):
     __tablename__ = "pool_nonces"
+    # Picking an unused entry of one key on one node: an index on all three, so the pick
+    # does not read every entry the node ever had (used ones are kept).
+    __table_args__ = (Index("ix_pool_nonces_pick", "key_id", "node_id", "state"),)
     nonce_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     key_id: Mapped[str] = mapped_column(String(64), index=True)
     node_id: Mapped[int] = mapped_column(Integer, index=True)
@@ -117,6 +121,7 @@ class PresignatureRow(Base):
     unused -> reserved (for one request attempt) -> used, like nonce entries."""
 
     __tablename__ = "pool_presignatures"
+    __table_args__ = (Index("ix_pool_presignatures_pick", "key_id", "state", "signers"),)
     presignature_id: Mapped[str] = mapped_column(String(80), primary_key=True)
     key_id: Mapped[str] = mapped_column(String(64), index=True)
     signers: Mapped[str] = mapped_column(String(256), index=True)  # "1,2"

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import BigInteger, DateTime, Integer, LargeBinary, String, Text
+from sqlalchemy import BigInteger, DateTime, Index, Integer, LargeBinary, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from signer_nodes.db import utcnow
@@ -106,6 +106,7 @@ class SignedEntryRow(GovernanceBase):
     ``policy.exchange``), also the history its pre-evaluation uses."""
 
     __tablename__ = "gov_signed_history"
+    __table_args__ = (Index("ix_gov_signed_history_window", "tenant", "timestamp"),)
     request_id: Mapped[str] = mapped_column(String(160), primary_key=True)
     tenant: Mapped[str] = mapped_column(String(128), index=True)
     key_id: Mapped[str] = mapped_column(String(128))

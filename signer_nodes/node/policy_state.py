@@ -46,6 +46,7 @@ from sqlalchemy import (
     BigInteger,
     Connection,
     DateTime,
+    Index,
     Integer,
     LargeBinary,
     RowMapping,
@@ -150,6 +151,9 @@ class LeaseRow(PolicyBase):
     ``expires_at`` (then lost), ``released`` once the request is recorded."""
 
     __tablename__ = "policy_leases"
+    # Whether the tenant's lease is held: rows stay until their request expires, so the
+    # search is by tenant, state and expiry together.
+    __table_args__ = (Index("ix_policy_leases_held", "tenant", "state", "expires_at"),)
     request_id: Mapped[str] = mapped_column(String(160), primary_key=True)
     request_digest: Mapped[bytes] = mapped_column(LargeBinary)
     tenant: Mapped[str] = mapped_column(String(128), index=True)

@@ -65,7 +65,7 @@ def _execute(url: str, sql: str, **params: object) -> None:
 def test_older_payments_are_operator_paid_and_checks_hold(db_url: str) -> None:
     runner.upgrade(db_url, Role.COORDINATOR, "c0001")
     _insert(db_url)
-    assert runner.upgrade(db_url, Role.COORDINATOR) == ("c0002",)
+    assert runner.upgrade(db_url, Role.COORDINATOR, "c0002") == ("c0002",)
     store = PaymentStore(db_url)
     try:
         old = store.get("acme", "old-1")
