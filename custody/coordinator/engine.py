@@ -541,20 +541,18 @@ class Coordinator:
         except PayloadError as exc:
             raise ServiceError(INVALID, exc.code.value, str(exc)) from None
         encoded = request_to_proto(req).SerializeToString(deterministic=True)
-        with self.store.transaction() as s:
-            row = s.get(SignatureRequestRow, (tenant, inp.request_id))
-            if row is not None:
-                if (row.signing_request, row.initiator_signature) != (
-                    encoded,
-                    inp.initiator_signature,
-                ):
-                    raise ServiceError(
-                        grpc.StatusCode.ALREADY_EXISTS,
-                        "REQUEST_ID_REUSED",
-                        "request_id already used with different parameters",
-                    )
-                s.expunge(row)
-                return row, key, True
+        stored = self.store.find_request(tenant, inp.request_id)
+        if stored is not None:
+            if (stored.signing_request, stored.initiator_signature) != (
+                encoded,
+                inp.initiator_signature,
+            ):
+                raise ServiceError(
+                    grpc.StatusCode.ALREADY_EXISTS,
+                    "REQUEST_ID_REUSED",
+                    "request_id already used with different parameters",
+                )
+            return stored, key, True
         new = SignatureRequestRow(
             tenant=tenant,
             request_id=inp.request_id,

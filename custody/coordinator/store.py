@@ -12,8 +12,9 @@ whatever happened to the attempt.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections.abc import Iterable
-from typing import cast
+from typing import Any, cast
 
 from sqlalchemy import (
     DateTime,
@@ -24,12 +25,14 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    Update,
     bindparam,
     func,
     select,
     update,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
+from sqlalchemy.sql.elements import BindParameter
 
 from signer_nodes.db import TransactionalStore, utcnow
 
@@ -129,6 +132,24 @@ class PresignatureRow(Base):
     state: Mapped[str] = mapped_column(String(16), default="unused", index=True)
     request_id: Mapped[str | None] = mapped_column(String(160), nullable=True)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+_REQUESTS = cast(Table, SignatureRequestRow.__table__)
+_REQUEST_KEY = (_REQUESTS.c.tenant == bindparam("t")) & (_REQUESTS.c.request_id == bindparam("rid"))
+_READ_REQUEST = select(_REQUESTS).where(_REQUEST_KEY)
+
+
+@functools.cache
+def _finish_statement(columns: frozenset[str]) -> Update:
+    """``UPDATE signature_requests`` of ``columns`` (bound by name) and ``updated_at``:
+    built once per set of columns (building a statement costs more than running it)."""
+    unknown = columns - set(_REQUESTS.c.keys())
+    if unknown:
+        raise ValueError(f"not columns of signature_requests: {sorted(unknown)}")
+    values: dict[str, BindParameter[Any]] = {
+        c: bindparam(c) for c in sorted(columns | {"updated_at"})
+    }
+    return update(_REQUESTS).where(_REQUEST_KEY).values(values)
 
 
 _NONCES = cast(Table, PoolNonceRow.__table__)
@@ -321,6 +342,13 @@ class CoordinatorStore(TransactionalStore):
                     return row.presignature_id, ids, row.public
             return None
 
+    def find_request(self, tenant: str, request_id: str) -> SignatureRequestRow | None:
+        """The stored request, or ``None`` (one statement: asked for every request)."""
+        with self.engine.connect() as conn:
+            stored = conn.execute(_READ_REQUEST, {"t": tenant, "rid": request_id}).mappings()
+            found = stored.one_or_none()
+        return None if found is None else SignatureRequestRow(**found)
+
     def finish_request(
         self, tenant: str, request_id: str, *, session: Session | None = None, **values: object
     ) -> SignatureRequestRow:
@@ -330,10 +358,8 @@ class CoordinatorStore(TransactionalStore):
         with self.joined(session) as s:
             s.execute(_RETIRE_NONCES, {"tag": tag})
             s.execute(_RETIRE_PRESIGNATURES, {"tag": tag})
-            row = s.get(SignatureRequestRow, (tenant, request_id))
-            assert row is not None
-            for k, v in values.items():
-                setattr(row, k, v)
-            s.flush()
-            s.expunge(row)
-            return row
+            key = {"t": tenant, "rid": request_id}
+            statement = _finish_statement(frozenset(values))
+            s.execute(statement, {**key, **values, "updated_at": utcnow()})
+            stored = s.execute(_READ_REQUEST, key).mappings().one()
+            return SignatureRequestRow(**stored)  # not in the session: read-only

@@ -63,6 +63,7 @@ from policy.request import (
     SigningRequest,
     request_digest,
 )
+from signer_nodes.db import utcnow
 
 PENDING_APPROVAL, APPROVED, ALLOWED = "PENDING_APPROVAL", "APPROVED", "ALLOWED"
 REJECTED, BLOCKED, SIGNED, EXPIRED = "REJECTED", "BLOCKED", "SIGNED", "EXPIRED"
@@ -221,6 +222,10 @@ _PENDING = cast(Table, PendingRequestRow.__table__)
 # Run once per signature (record_signed): Core statements, built once.
 _SIGNED_DIGEST = select(_SIGNED.c.request_digest).where(_SIGNED.c.request_id == bindparam("rid"))
 _ADD_SIGNED = insert(_SIGNED)
+_PENDING_DIGEST = select(_PENDING.c.request_digest).where(
+    _PENDING.c.tenant == bindparam("t"), _PENDING.c.request_id == bindparam("rid")
+)
+_ADD_PENDING = insert(_PENDING)
 _CLOSE_PENDING = (
     update(_PENDING)
     .where(
@@ -387,52 +392,69 @@ class RequestApprovals:
         ):
             raise GovernanceRefused("INITIATOR_SIGNATURE_INVALID", Fault.INVALID, request.initiator)
         with self._lock, self.store.joined(session) as s:
-            row = s.get(
-                PendingRequestRow, (request.tenant, request.request_id), with_for_update=True
-            )
-            if row is not None:
-                if row.request_digest != digest:
+            stored = s.execute(
+                _PENDING_DIGEST, {"t": request.tenant, "rid": request.request_id}
+            ).scalar_one_or_none()
+            if stored is not None:
+                if stored != digest:
                     raise GovernanceRefused(
                         "REQUEST_ID_REUSED", Fault.EXISTS, f"request {request.request_id!r}"
                     )
-                return self._status(s, row, now)
-            row = PendingRequestRow(
-                tenant=request.tenant,
-                request_id=request.request_id,
-                initiator=request.initiator,
-                key_id=request.key_id,
-                derivation_path="/".join(map(str, request.derivation_path)),
-                request_type=request.request_type.value,
-                chain=request.chain,
-                asset=request.asset,
-                destination=request.destination,
-                amount=str(request.amount),
-                payload=request.payload,
-                created_at=request.created_at,
-                request_digest=digest,
-                initiator_signature=initiator_signature.signature,
-                state=PENDING_APPROVAL,
-            )
-            s.add(row)
-            s.flush()
-            self.store.audit(
-                AuditKind.REQUEST,
-                {
-                    "tenant": request.tenant,
-                    "request_id": request.request_id,
-                    "request_digest": digest.hex(),
-                    "initiator": request.initiator,
-                    "key_id": request.key_id,
-                    "request_type": request.request_type.value,
-                    "chain": request.chain,
-                    "asset": request.asset,
-                    "destination": request.destination,
-                    "amount": str(request.amount),
-                    "created_at": request.created_at,
-                },
-                session=s,
-            )
-            return self._status(s, row, now, force_audit=True)
+                return self._status(s, self._load(s, request.tenant, request.request_id), now)
+            return self._register_new(s, request, initiator_signature, digest, now)
+
+    def _register_new(
+        self,
+        s: Session,
+        request: SigningRequest,
+        initiator_signature: InitiatorSignature,
+        digest: bytes,
+        now: int,
+    ) -> RequestStatus:
+        """Store a request governance has not seen, with its first decision, and audit
+        both. It has no approvals yet (they name a stored request), so the decision is
+        the pre-evaluation with none; Core statements: this runs for every request."""
+        status = assess(self.chain.active(), request, (), self.history(request.tenant, now), now)
+        s.execute(
+            _ADD_PENDING,
+            {
+                "tenant": request.tenant,
+                "request_id": request.request_id,
+                "initiator": request.initiator,
+                "key_id": request.key_id,
+                "derivation_path": "/".join(map(str, request.derivation_path)),
+                "request_type": request.request_type.value,
+                "chain": request.chain,
+                "asset": request.asset,
+                "destination": request.destination,
+                "amount": str(request.amount),
+                "payload": request.payload,
+                "created_at": request.created_at,
+                "request_digest": digest,
+                "initiator_signature": initiator_signature.signature,
+                "state": status.state,
+                "registered_at": utcnow(),
+            },
+        )
+        self.store.audit(
+            AuditKind.REQUEST,
+            {
+                "tenant": request.tenant,
+                "request_id": request.request_id,
+                "request_digest": digest.hex(),
+                "initiator": request.initiator,
+                "key_id": request.key_id,
+                "request_type": request.request_type.value,
+                "chain": request.chain,
+                "asset": request.asset,
+                "destination": request.destination,
+                "amount": str(request.amount),
+                "created_at": request.created_at,
+            },
+            session=s,
+        )
+        self._audit_decision(s, request.tenant, request.request_id, status)
+        return status
 
     def _stored_approvals(self, s: Session, row: PendingRequestRow) -> tuple[Approval, ...]:
         """The stored approvals under the active version (older ones no longer count)."""
@@ -448,9 +470,7 @@ class RequestApprovals:
         ).scalars()
         return tuple(_approval(r, row.request_digest) for r in rows)
 
-    def _status(
-        self, s: Session, row: PendingRequestRow, now: int, *, force_audit: bool = False
-    ) -> RequestStatus:
+    def _status(self, s: Session, row: PendingRequestRow, now: int) -> RequestStatus:
         """Assess a stored request and persist (and audit) a change of state."""
         request = _request(row)
         status = assess(
@@ -466,23 +486,28 @@ class RequestApprovals:
             )
         if row.state in FINAL:
             return replace(status, state=row.state)
-        if force_audit or status.state != row.state:
+        if status.state != row.state:
             row.state = status.state
-            self.store.audit(
-                AuditKind.DECISION,
-                {
-                    "tenant": row.tenant,
-                    "request_id": row.request_id,
-                    "state": status.state,
-                    "outcome": status.outcome,
-                    "rule_id": status.rule_id,
-                    "requirement": status.requirement,
-                    "code": status.code,
-                    "policy_version": status.policy_number,
-                },
-                session=s,
-            )
+            self._audit_decision(s, row.tenant, row.request_id, status)
         return status
+
+    def _audit_decision(
+        self, s: Session, tenant: str, request_id: str, status: RequestStatus
+    ) -> None:
+        self.store.audit(
+            AuditKind.DECISION,
+            {
+                "tenant": tenant,
+                "request_id": request_id,
+                "state": status.state,
+                "outcome": status.outcome,
+                "rule_id": status.rule_id,
+                "requirement": status.requirement,
+                "code": status.code,
+                "policy_version": status.policy_number,
+            },
+            session=s,
+        )
 
     def _load(self, s: Session, tenant: str, request_id: str) -> PendingRequestRow:
         row = s.get(PendingRequestRow, (tenant, request_id), with_for_update=True)
