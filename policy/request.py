@@ -84,6 +84,9 @@ class SigningRequest:
     amount: int = 0
     payload: bytes = field(default=b"", repr=False)
     created_at: int
+    # The digest of the fields above, computed once (validation first): every check of a
+    # request asks for it, several times per decision.
+    _digest: bytes = field(init=False, repr=False, compare=False, default=b"")
 
     def __post_init__(self) -> None:
         for name in ("request_id", "tenant", "initiator", "key_id", "chain", "asset"):
@@ -115,6 +118,7 @@ class SigningRequest:
             or not 0 <= self.created_at < 1 << 62
         ):
             raise ValueError("created_at: unix seconds")
+        object.__setattr__(self, "_digest", hash_tagged("request", self.encode()))
 
     def encode(self) -> bytes:
         """The canonical v1 encoding (without the domain tag)."""
@@ -140,12 +144,14 @@ class SigningRequest:
         )
 
     def digest(self) -> bytes:
-        return request_digest(self)
+        """The 32-byte digest initiators and approvers sign:
+        ``hash_tagged("request", encode())``."""
+        return self._digest
 
 
 def request_digest(request: SigningRequest) -> bytes:
     """The 32-byte digest initiators and approvers sign."""
-    return hash_tagged("request", request.encode())
+    return request.digest()
 
 
 def initiator_message(digest: bytes) -> bytes:

@@ -78,6 +78,8 @@ from policy.history import History, HistoryEntry, NodeHistory, chain_step
 from policy.request import SigningRequest, request_digest
 from signer_nodes.db import TransactionalStore, utcnow
 
+PRUNE_EVERY = 60  # seconds between drops of expired leases (PolicyState._prune)
+
 GENESIS_BUNDLE_FILE = "policy-genesis.bundle"
 GENESIS_HASH_FILE = "policy-genesis.sha256"
 
@@ -336,6 +338,7 @@ class PolicyState(TransactionalStore):
         self._lock = threading.Lock()
         self._log_lock = threading.Lock()
         self._log = NodeHistory()
+        self._pruned_at = -PRUNE_EVERY  # when expired leases were last dropped (_prune)
         with self.transaction() as s:
             if s.get(HistoryHeadRow, 1) is None:
                 s.add(HistoryHeadRow(id=1, count=0, head=ZERO_HASH))
@@ -585,9 +588,15 @@ class PolicyState(TransactionalStore):
         conn.execute(_RELEASE_LEASE, {"b_request_id": entry.request_id})
 
     def _prune(self, conn: Connection, now: int) -> None:
+        """Drop the leases of requests that expired (nobody honest signs them then). At
+        most once per :data:`PRUNE_EVERY` seconds: a lease kept a little longer only
+        refuses what its expired request would be refused anyway."""
+        if 0 <= now - self._pruned_at < PRUNE_EVERY:
+            return
         limits = self._state.policy.document.limits
         oldest = now - limits.request_max_age_seconds - limits.clock_skew_seconds
         conn.execute(_PRUNE_LEASES, {"b_oldest": oldest})
+        self._pruned_at = now
 
     def _lease(self, conn: Connection, request: SigningRequest, digest: bytes, now: int) -> None:
         """Take (or keep) the tenant's lease for ``request`` (module docstring)."""

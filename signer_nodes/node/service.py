@@ -157,6 +157,7 @@ class NodeServicer(node_pb2_grpc.NodeServiceServicer):
         # and a lease is taken against the log as it is when the report is made.
         self._decide_lock = threading.Lock()
         self._keys: OrderedDict[str, _LoadedKey] = OrderedDict()
+        self._tenants: OrderedDict[str, str] = OrderedDict()  # key id -> tenant (immutable)
         # request digest -> length of this node's log when it reported for that request
         self._reported: dict[bytes, int] = {}
         # What this node verified of each peer's log (policy/exchange.py, "Reports carry
@@ -602,10 +603,21 @@ class NodeServicer(node_pb2_grpc.NodeServiceServicer):
         self.policy.forfeit(signed.request_id, signed.digest())
 
     def _key_tenant(self, key_id: str) -> str | None:
+        """The key's tenant: set at DKG and kept by every refresh (keys are never
+        deleted), so it is read once per key."""
+        with self._lock:
+            tenant = self._tenants.get(key_id)
+        if tenant is not None:
+            return tenant
         try:
-            return self.store.load_key(key_id).tenant
+            tenant = self.store.load_key(key_id).tenant
         except StoreError:
             return None
+        with self._lock:
+            self._tenants[key_id] = tenant
+            while len(self._tenants) > KEY_CACHE_SIZE:
+                self._tenants.popitem(last=False)
+        return tenant
 
     def GetHistoryReport(
         self, request: node_pb2.GetHistoryReportRequest, context: grpc.ServicerContext
