@@ -34,7 +34,6 @@ from custody.coordinator.store import (
     CoordinatorStore,
     KeyRow,
     OperationRow,
-    PoolNonceRow,
     SignatureRequestRow,
     signer_set,
 )
@@ -430,16 +429,9 @@ class Coordinator:
             except grpc.RpcError:
                 log.warning("pool_refill_failed", key_id=key_id, node_id=node_id)
                 continue
-            with self.store.transaction() as s:
-                for n in resp.nonces:
-                    s.add(
-                        PoolNonceRow(
-                            nonce_id=n.nonce_id,
-                            key_id=key_id,
-                            node_id=node_id,
-                            commitments=n.commitments,
-                        )
-                    )
+            self.store.add_nonces(
+                key_id, node_id, [(n.nonce_id, bytes(n.commitments)) for n in resp.nonces]
+            )
             metrics.POOL_LEVEL.labels(key_id, "nonce", f"node-{node_id}").set(
                 self.store.pool_level(key_id, node_id)
             )

@@ -28,6 +28,7 @@ from sqlalchemy import (
     Update,
     bindparam,
     func,
+    insert,
     select,
     update,
 )
@@ -154,6 +155,7 @@ def _finish_statement(columns: frozenset[str]) -> Update:
 
 _NONCES = cast(Table, PoolNonceRow.__table__)
 # One nonce reservation per signature request: Core statements, built once.
+_ADD_NONCE = insert(_NONCES).values(state="unused")
 _RETIRE_NONCES = (
     update(_NONCES)
     .where(_NONCES.c.request_id == bindparam("tag"), _NONCES.c.state == "reserved")
@@ -212,6 +214,20 @@ class CoordinatorStore(TransactionalStore):
                 .group_by(PoolNonceRow.node_id)
             ).all()
             return {int(node): int(n) for node, n in rows}
+
+    def add_nonces(self, key_id: str, node_id: int, entries: list[tuple[str, bytes]]) -> None:
+        """Add a node's new pool entries ``(nonce_id, commitments)``, unused, in one
+        statement."""
+        if not entries:
+            return
+        with self.transaction() as s:
+            s.execute(
+                _ADD_NONCE,
+                [
+                    {"nonce_id": nid, "key_id": key_id, "node_id": node_id, "commitments": c}
+                    for nid, c in entries
+                ],
+            )
 
     def begin_attempt(
         self,
