@@ -359,7 +359,8 @@ class CoordinatorStore(TransactionalStore):
             return None
 
     def find_request(self, tenant: str, request_id: str) -> SignatureRequestRow | None:
-        """The stored request, or ``None`` (one statement: asked for every request)."""
+        """The stored request, or ``None`` (one statement: asked for every request). The
+        row is a copy outside any session, to read: adding it to one would INSERT."""
         with self.engine.connect() as conn:
             stored = conn.execute(_READ_REQUEST, {"t": tenant, "rid": request_id}).mappings()
             found = stored.one_or_none()
@@ -369,7 +370,8 @@ class CoordinatorStore(TransactionalStore):
         self, tenant: str, request_id: str, *, session: Session | None = None, **values: object
     ) -> SignatureRequestRow:
         """Record the outcome and spend every reserved entry, in one transaction (the
-        caller's, if given)."""
+        caller's, if given). Returns the stored row as a copy outside any session, to
+        read (:meth:`find_request`)."""
         tag = f"{tenant}/{request_id}"
         with self.joined(session) as s:
             s.execute(_RETIRE_NONCES, {"tag": tag})
@@ -378,4 +380,4 @@ class CoordinatorStore(TransactionalStore):
             statement = _finish_statement(frozenset(values))
             s.execute(statement, {**key, **values, "updated_at": utcnow()})
             stored = s.execute(_READ_REQUEST, key).mappings().one()
-            return SignatureRequestRow(**stored)  # not in the session: read-only
+            return SignatureRequestRow(**stored)  # a copy outside the session, to read

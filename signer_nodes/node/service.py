@@ -603,8 +603,10 @@ class NodeServicer(node_pb2_grpc.NodeServiceServicer):
         self.policy.forfeit(signed.request_id, signed.digest())
 
     def _key_tenant(self, key_id: str) -> str | None:
-        """The key's tenant: set at DKG and kept by every refresh (keys are never
-        deleted), so it is read once per key."""
+        """The key's tenant: set at DKG, kept by every refresh and refused a change by
+        restores, so it is read once per key. (A share the HSM tools delete while the
+        node runs still gets reports until a restart; ``SignShare`` reads the key itself
+        and refuses.)"""
         with self._lock:
             tenant = self._tenants.get(key_id)
         if tenant is not None:
