@@ -384,10 +384,7 @@ def reconcile(
     claims = _claims(memory, tenant, view, account)
     if isinstance(claims, ExchangeFailure):
         return claims
-    claimed, checked = claims
-    # What the coordinator's account held before this part: still current unless a whole
-    # account replaces it (then only the new entries are).
-    kept = {} if account is None or account.whole else _held_claims(memory, tenant)
+    claimed, checked, kept = claims
     # What is new to the union: the own log's growth, each peer's entries past what was
     # folded in before, and the account's entries. Each is checked against the union,
     # which holds every entry checked before (a conflict with any of them is found).
@@ -469,21 +466,20 @@ def _current(
     return same(kept.get(rid))
 
 
-def _held_claims(memory: Seen, tenant: str) -> Mapping[str, HistoryEntry]:
-    held = memory.held_account(tenant)
-    return {} if held is None else held.claimed
-
-
 def _fresh(own: NodeHistory, lookback_after: int) -> Seen:
     return Seen(own.as_history(), own.count, covers_after=lookback_after)
 
 
 def _claims(
     memory: Seen, tenant: str, view: tuple[HistoryEntry, ...], account: AccountPart | None
-) -> tuple[dict[str, HistoryEntry], dict[tuple[str, int], int]] | ExchangeFailure:
+) -> (
+    tuple[dict[str, HistoryEntry], dict[tuple[str, int], int], Mapping[str, HistoryEntry]]
+    | ExchangeFailure
+):
     """The request ids in the coordinator's account of ``tenant`` (what is held, extended
-    by ``view``) and the HIDDEN-check positions that still hold for it. A whole account
-    replaces what is held, and every position of the tenant starts again."""
+    by ``view``), the HIDDEN-check positions that still hold for it, and the held claims
+    the account extends (still current: see :func:`_current`). A whole account replaces
+    what is held (none are kept), and every position of the tenant starts again."""
     checked = dict(memory.checked)
     held = memory.held_account(tenant)
     if account is None or account.whole:
@@ -491,7 +487,7 @@ def _claims(
             return ExchangeFailure(ReasonCode.HISTORY_REPORT_INVALID, "coordinator's account")
         for k in [k for k in checked if k[0] == tenant]:
             del checked[k]
-        return entries_claimed({}, view), checked
+        return entries_claimed({}, view), checked, {}
     if account.end - account.start != len(view):
         return ExchangeFailure(ReasonCode.HISTORY_REPORT_INVALID, "coordinator's account")
     if held is None or held.epoch != account.epoch or held.end != account.start:
@@ -499,4 +495,4 @@ def _claims(
             ReasonCode.HISTORY_REPORT_INCOMPLETE,
             f"coordinator's account: entries before {account.start} are not held here",
         )
-    return entries_claimed(held.claimed, view), checked
+    return entries_claimed(held.claimed, view), checked, held.claimed
