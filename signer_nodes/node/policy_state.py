@@ -457,13 +457,20 @@ class PolicyState(TransactionalStore):
         share always has its history entry. The same request again (same id and digest,
         a retry) is not appended twice; the same id with another digest raises
         ``REQUEST_ID_REUSED`` (and the caller's transaction must roll back)."""
-        conn = session.connection()
-        count, head = conn.execute(_HEAD_FOR_UPDATE).one()
+        return self._record(session.connection(), entry, lease_now=None)
+
+    def _record(self, conn: Connection, entry: HistoryEntry, *, lease_now: int | None) -> bytes:
+        """:meth:`record`; with ``lease_now``, a new entry is appended only if this node
+        holds the tenant's lease for it then, and the lease is released
+        (:meth:`_take_up_lease`). A retry's place in the log is fixed: no lease needed."""
+        count, head = conn.execute(_HEAD_FOR_UPDATE).one()  # appends serialise here
         existing = _logged_digest(conn, entry.request_id)
         if existing is not None:
             if existing != entry.request_digest:
                 raise _reused(entry.request_id)
             return bytes(head)
+        if lease_now is not None:
+            self._take_up_lease(conn, entry, lease_now)
         return self._append(conn, int(count), bytes(head), entry)
 
     @staticmethod
@@ -517,17 +524,7 @@ class PolicyState(TransactionalStore):
         node holds the tenant's lease for the request (or recorded it before: a retry);
         the lease is released. Raises ``HISTORY_LEASE_MISSING`` / ``HISTORY_LEASE_LOST``
         (and the caller's transaction must roll back)."""
-        entry = authorization.entry
-        conn = session.connection()
-        count, head = conn.execute(_HEAD_FOR_UPDATE).one()  # appends serialise here
-        existing = _logged_digest(conn, entry.request_id)
-        if existing is not None:  # a retry: its place in the log is fixed, no lease needed
-            if existing != entry.request_digest:
-                raise _reused(entry.request_id)
-            new_head = bytes(head)
-        else:
-            self._take_up_lease(conn, entry, now)
-            new_head = self._append(conn, int(count), bytes(head), entry)
+        new_head = self._record(session.connection(), authorization.entry, lease_now=now)
         if authorization.peer_heads:
             self.remember_heads(session, authorization.peer_heads)
         return new_head
