@@ -1001,6 +1001,42 @@ class Coordinator:
 
         threading.Thread(target=loop, name="node-health", daemon=True).start()
 
+    def _signing_round(
+        self,
+        row: SignatureRequestRow,
+        signers: list[int] | tuple[int, ...],
+        st: _Attempts,
+        decode: Callable[[bytes], T],
+        nonce_ids: dict[int, str],
+        **scheme_fields: bytes,
+    ) -> tuple[dict[int, T], SigningRequest] | None:
+        """One attempt's exchange with ``signers``, under the tenant's turn: their history
+        reports (policy.exchange), then ``SignShare`` on each with its authorization, its
+        pool entry ``nonce_ids[i]`` and the scheme's fields (the FROST signing package or
+        the ECDSA message hash). The shares that decoded, and the signed request; None if
+        a signer did not report (``st`` excludes it)."""
+        with self._tenant_turn(row.tenant):
+            try:
+                with metrics.phase("reports"):
+                    auths, req = self._authorizations(row, signers, st)
+            except NodeCallFailed as exc:
+                st.node_unreachable(exc)
+                return None
+            node_request_id = f"{row.tenant}/{row.request_id}/{st.attempts}"
+            requests = {
+                i: node_pb2.SignShareRequest(
+                    request_id=node_request_id,
+                    key_id=row.key_id,
+                    nonce_id=nonce_ids[i],
+                    derivation_path=row.path,
+                    authorization=auths[i],
+                    **scheme_fields,
+                )
+                for i in signers
+            }
+            with metrics.phase("shares"):
+                return self._collect_shares(row, requests, decode, st), req
+
     def _collect_shares(
         self,
         row: SignatureRequestRow,
@@ -1151,27 +1187,17 @@ class Coordinator:
                 continue
             presignature_id, signers, public_bytes = reserved
             public = PresignaturePublic.from_bytes(public_bytes)
-            with self._tenant_turn(row.tenant):
-                try:
-                    with metrics.phase("reports"):
-                        auths, req = self._authorizations(row, signers, st)
-                except NodeCallFailed as exc:
-                    st.node_unreachable(exc)
-                    continue
-                node_request_id = f"{row.tenant}/{row.request_id}/{st.attempts}"
-                requests = {
-                    i: node_pb2.SignShareRequest(
-                        request_id=node_request_id,
-                        key_id=row.key_id,
-                        nonce_id=presignature_id,
-                        derivation_path=row.path,
-                        message_hash=digest,
-                        authorization=auths[i],
-                    )
-                    for i in signers
-                }
-                with metrics.phase("shares"):
-                    shares = self._collect_shares(row, requests, EcdsaSignatureShare.from_bytes, st)
+            exchanged = self._signing_round(
+                row,
+                signers,
+                st,
+                EcdsaSignatureShare.from_bytes,
+                dict.fromkeys(signers, presignature_id),
+                message_hash=digest,
+            )
+            if exchanged is None:
+                continue
+            shares, req = exchanged
             if len(shares) < len(signers):
                 continue
             try:
@@ -1247,29 +1273,17 @@ class Coordinator:
             tweak = row.taproot_merkle_root if key.scheme == "frost-bip340" else None
             package = SigningPackage(commitments, row.signed_digest, tweak)
             encoded = package.encode(suite)
-            node_request_id = f"{row.tenant}/{row.request_id}/{st.attempts}"
-            with self._tenant_turn(row.tenant):
-                try:
-                    with metrics.phase("reports"):
-                        auths, req = self._authorizations(row, signers, st)
-                except NodeCallFailed as exc:
-                    st.node_unreachable(exc)
-                    continue
-                requests = {
-                    i: node_pb2.SignShareRequest(
-                        request_id=node_request_id,
-                        key_id=row.key_id,
-                        signing_package=encoded,
-                        nonce_id=chosen[i][0],
-                        derivation_path=row.path,
-                        authorization=auths[i],
-                    )
-                    for i in signers
-                }
-                with metrics.phase("shares"):
-                    shares = self._collect_shares(
-                        row, requests, functools.partial(SignatureShare.decode, suite), st
-                    )
+            exchanged = self._signing_round(
+                row,
+                signers,
+                st,
+                functools.partial(SignatureShare.decode, suite),
+                {i: chosen[i][0] for i in signers},
+                signing_package=encoded,
+            )
+            if exchanged is None:
+                continue
+            shares, req = exchanged
             if len(shares) < len(signers):
                 continue
             try:

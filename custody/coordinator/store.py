@@ -154,8 +154,8 @@ def _finish_statement(columns: frozenset[str]) -> Update:
 
 
 _NONCES = cast(Table, PoolNonceRow.__table__)
+_ADD_NONCE = insert(_NONCES).values(state="unused")  # a refill's new entries
 # One nonce reservation per signature request: Core statements, built once.
-_ADD_NONCE = insert(_NONCES).values(state="unused")
 _RETIRE_NONCES = (
     update(_NONCES)
     .where(_NONCES.c.request_id == bindparam("tag"), _NONCES.c.state == "reserved")
