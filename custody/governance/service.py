@@ -177,6 +177,14 @@ class GovernanceServicer(governance_pb2_grpc.GovernanceServiceServicer):
             raise GovernanceRefused("REQUEST_NOT_FOUND", Fault.NOT_FOUND, "no such request")
         return caller
 
+    def _named_tenant(self, caller: str, asked: str) -> str:
+        """:meth:`_tenant` for a call about one request: it must name a tenant (the
+        coordinator names it; a tenant certificate is its own)."""
+        tenant = self._tenant(caller, asked)
+        if tenant is None:
+            raise _invalid("TENANT_REQUIRED", "name the request's tenant")
+        return tenant
+
     # -- policy ------------------------------------------------------------------------
 
     def ProposePolicy(
@@ -284,9 +292,7 @@ class GovernanceServicer(governance_pb2_grpc.GovernanceServiceServicer):
         decision: ApprovalDecision,
     ) -> pb.RequestDecision:
         def go(caller: str) -> pb.RequestDecision:
-            tenant = self._tenant(caller, request.tenant)
-            if tenant is None:
-                raise _invalid("TENANT_REQUIRED", "name the request's tenant")
+            tenant = self._named_tenant(caller, request.tenant)
             return decision_message(
                 self.approvals.decide(
                     tenant,
@@ -315,9 +321,7 @@ class GovernanceServicer(governance_pb2_grpc.GovernanceServiceServicer):
         self, request: pb.GetRequestDecisionRequest, context: grpc.ServicerContext
     ) -> pb.RequestDecision:
         def go(caller: str) -> pb.RequestDecision:
-            tenant = self._tenant(caller, request.tenant)
-            if tenant is None:
-                raise _invalid("TENANT_REQUIRED", "name the request's tenant")
+            tenant = self._named_tenant(caller, request.tenant)
             return decision_message(self.approvals.status(tenant, request.request_id))
 
         return self._run(context, go, request)
@@ -329,9 +333,7 @@ class GovernanceServicer(governance_pb2_grpc.GovernanceServiceServicer):
         certificate may cancel its own tenant's requests only."""
 
         def go(caller: str) -> pb.RequestDecision:
-            tenant = self._tenant(caller, request.tenant)
-            if tenant is None:
-                raise _invalid("TENANT_REQUIRED", "name the request's tenant")
+            tenant = self._named_tenant(caller, request.tenant)
             return decision_message(
                 self.approvals.cancel(
                     tenant,
