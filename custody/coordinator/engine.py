@@ -67,6 +67,7 @@ from signer_nodes.node.authorization import (
     request_from_proto,
     request_to_proto,
 )
+from signer_nodes.node.service import MAX_NONCES_PER_CALL
 from signer_nodes.wire.secure import SealedEnvelope
 
 T = TypeVar("T")
@@ -420,18 +421,25 @@ class Coordinator:
             if progress is not None:
                 progress(done, len(node_ids))
             missing = target - self.store.pool_level(key_id, node_id)
-            if missing <= 0:
-                continue
-            try:
-                resp = self.clients.stub(node_id).PrepareNonces(
-                    node_pb2.PrepareNoncesRequest(key_id=key_id, count=missing), timeout=RPC_TIMEOUT
+            while missing > 0:  # in batches a node accepts (PrepareNonces' limit)
+                count = min(missing, MAX_NONCES_PER_CALL)
+                try:
+                    resp = self.clients.stub(node_id).PrepareNonces(
+                        node_pb2.PrepareNoncesRequest(key_id=key_id, count=count),
+                        timeout=RPC_TIMEOUT,
+                    )
+                except grpc.RpcError as exc:
+                    log.warning(
+                        "pool_refill_failed",
+                        key_id=key_id,
+                        node_id=node_id,
+                        reason=reason_of(exc) or exc.code().name,
+                    )
+                    break
+                self.store.add_nonces(
+                    key_id, node_id, [(n.nonce_id, bytes(n.commitments)) for n in resp.nonces]
                 )
-            except grpc.RpcError:
-                log.warning("pool_refill_failed", key_id=key_id, node_id=node_id)
-                continue
-            self.store.add_nonces(
-                key_id, node_id, [(n.nonce_id, bytes(n.commitments)) for n in resp.nonces]
-            )
+                missing -= count
             metrics.POOL_LEVEL.labels(key_id, "nonce", f"node-{node_id}").set(
                 self.store.pool_level(key_id, node_id)
             )
