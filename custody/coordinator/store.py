@@ -36,6 +36,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 from sqlalchemy.sql.elements import BindParameter
 
 from signer_nodes.db import TransactionalStore, utcnow
+from signer_nodes.prepared import run
 
 
 class Base(DeclarativeBase):
@@ -251,16 +252,16 @@ class CoordinatorStore(TransactionalStore):
         empty: set[int] = set()
         with self.joined(session) as s:
             if request is None:
-                s.execute(_RETIRE_NONCES, {"tag": tag})
+                run(s, _RETIRE_NONCES, {"tag": tag})
             for node_id in candidates:
                 if len(chosen) == needed:
                     break
-                row = s.execute(_PICK_NONCE, {"key_id": key_id, "node_id": node_id}).first()
+                row = run(s, _PICK_NONCE, {"key_id": key_id, "node_id": node_id}).first()
                 if row is None:
                     empty.add(node_id)
                     continue
-                claimed = s.execute(_CLAIM_NONCE, {"nid": row.nonce_id, "tag": tag})
-                if claimed.rowcount == 1:  # type: ignore[attr-defined]
+                claimed = run(s, _CLAIM_NONCE, {"nid": row.nonce_id, "tag": tag})
+                if claimed.rowcount == 1:
                     chosen[node_id] = (row.nonce_id, row.commitments)
             if request is None:
                 request = s.get(SignatureRequestRow, (tenant, request_id))
@@ -313,7 +314,7 @@ class CoordinatorStore(TransactionalStore):
         allowed = set(candidates)
         with self.joined(session) as s:
             if request is None:
-                s.execute(_RETIRE_PRESIGNATURES, {"tag": tag})
+                run(s, _RETIRE_PRESIGNATURES, {"tag": tag})
             levels = s.execute(
                 select(PresignatureRow.signers, func.count())
                 .where(PresignatureRow.key_id == key_id, PresignatureRow.state == "unused")
@@ -362,7 +363,7 @@ class CoordinatorStore(TransactionalStore):
         """The stored request, or ``None`` (one statement: asked for every request). The
         row is a copy outside any session, to read: adding it to one would INSERT."""
         with self.engine.connect() as conn:
-            stored = conn.execute(_READ_REQUEST, {"t": tenant, "rid": request_id}).mappings()
+            stored = run(conn, _READ_REQUEST, {"t": tenant, "rid": request_id}).mappings()
             found = stored.one_or_none()
         return None if found is None else SignatureRequestRow(**found)
 
@@ -374,10 +375,10 @@ class CoordinatorStore(TransactionalStore):
         read (:meth:`find_request`)."""
         tag = f"{tenant}/{request_id}"
         with self.joined(session) as s:
-            s.execute(_RETIRE_NONCES, {"tag": tag})
-            s.execute(_RETIRE_PRESIGNATURES, {"tag": tag})
+            run(s, _RETIRE_NONCES, {"tag": tag})
+            run(s, _RETIRE_PRESIGNATURES, {"tag": tag})
             key = {"t": tenant, "rid": request_id}
             statement = _finish_statement(frozenset(values))
-            s.execute(statement, {**key, **values, "updated_at": utcnow()})
-            stored = s.execute(_READ_REQUEST, key).mappings().one()
+            run(s, statement, {**key, **values, "updated_at": utcnow()})
+            stored = run(s, _READ_REQUEST, key).mappings().one()
             return SignatureRequestRow(**stored)  # a copy outside the session, to read

@@ -64,6 +64,7 @@ from policy.request import (
     request_digest,
 )
 from signer_nodes.db import utcnow
+from signer_nodes.prepared import run
 
 PENDING_APPROVAL, APPROVED, ALLOWED = "PENDING_APPROVAL", "APPROVED", "ALLOWED"
 REJECTED, BLOCKED, SIGNED, EXPIRED = "REJECTED", "BLOCKED", "SIGNED", "EXPIRED"
@@ -288,14 +289,15 @@ class RequestApprovals:
         """Record a completed signature (in the caller's transaction if given): it joins the
         coordinator's view, closes the pending request, and is audited."""
         with self.store.joined(session) as s:
-            old = s.execute(_SIGNED_DIGEST, {"rid": entry.request_id}).scalar_one_or_none()
+            old = run(s, _SIGNED_DIGEST, {"rid": entry.request_id}).scalar_one_or_none()
             if old is not None:
                 if old != entry.request_digest:
                     raise GovernanceRefused(
                         "REQUEST_ID_REUSED", Fault.EXISTS, f"request {entry.request_id!r}"
                     )
                 return
-            s.execute(
+            run(
+                s,
                 _ADD_SIGNED,
                 {
                     "request_id": entry.request_id,
@@ -309,7 +311,8 @@ class RequestApprovals:
                 },
             )
             self.signed.stored(s, entry)
-            s.execute(
+            run(
+                s,
                 _CLOSE_PENDING,
                 {"t": entry.tenant, "rid": entry.request_id, "digest": entry.request_digest},
             )
@@ -392,8 +395,8 @@ class RequestApprovals:
         ):
             raise GovernanceRefused("INITIATOR_SIGNATURE_INVALID", Fault.INVALID, request.initiator)
         with self._lock, self.store.joined(session) as s:
-            stored = s.execute(
-                _PENDING_DIGEST, {"t": request.tenant, "rid": request.request_id}
+            stored = run(
+                s, _PENDING_DIGEST, {"t": request.tenant, "rid": request.request_id}
             ).scalar_one_or_none()
             if stored is not None:
                 if stored != digest:
@@ -415,7 +418,8 @@ class RequestApprovals:
         both. It has no approvals yet (they name a stored request), so the decision is
         the pre-evaluation with none; Core statements: this runs for every request."""
         status = assess(self.chain.active(), request, (), self.history(request.tenant, now), now)
-        s.execute(
+        run(
+            s,
             _ADD_PENDING,
             {
                 "tenant": request.tenant,

@@ -39,6 +39,7 @@ from policy.audit import (
     record_hash,
 )
 from signer_nodes.db import TransactionalStore
+from signer_nodes.prepared import run
 
 Clock = Callable[[], int]
 
@@ -113,7 +114,8 @@ class GovernanceStore(TransactionalStore):
             head = self._locked_head(s)
             seq, prev = head.count, head.head
             digest = record_hash(seq, ts, kind.value, text, prev)
-            s.execute(
+            run(
+                s,
                 _ADD_RECORD,
                 {
                     "sequence": seq,
@@ -142,14 +144,15 @@ class GovernanceStore(TransactionalStore):
         if held is not None and held[0] is txn:
             head: _Head = held[1]
             return head
-        count, last, checkpointed, checkpoint_time = s.execute(_READ_HEAD).one()
+        count, last, checkpointed, checkpoint_time = run(s, _READ_HEAD).one()
         head = _Head(count, last, checkpointed, checkpoint_time)
         s.info[_HEAD_KEY] = (txn, head)
         return head
 
     @staticmethod
     def _write_head(s: Session, head: _Head) -> None:
-        s.execute(
+        run(
+            s,
             _WRITE_HEAD,
             {
                 "count": head.count,
@@ -162,7 +165,8 @@ class GovernanceStore(TransactionalStore):
     def _sign_checkpoint(self, s: Session, head: _Head, ts: int) -> Checkpoint:
         seq = head.count - 1
         signature = self._audit_key.sign(checkpoint_message(seq, head.head, ts))
-        s.execute(
+        run(
+            s,
             _ADD_CHECKPOINT,
             {"sequence": seq, "head_hash": head.head, "timestamp": ts, "signature": signature},
         )

@@ -77,6 +77,7 @@ from policy.governance import (
 from policy.history import History, HistoryEntry, NodeHistory, chain_step
 from policy.request import SigningRequest, request_digest
 from signer_nodes.db import TransactionalStore, utcnow
+from signer_nodes.prepared import run
 
 PRUNE_EVERY = 60  # seconds between drops of expired leases (PolicyState._prune)
 
@@ -310,7 +311,7 @@ def _head(row: RowMapping) -> HistoryHead:
 
 def _logged_digest(conn: Connection, request_id: str) -> bytes | None:
     """The digest this node's log holds for ``request_id``, if it recorded it."""
-    digest = conn.execute(_LOGGED, {"b_request_id": request_id}).scalar_one_or_none()
+    digest = run(conn, _LOGGED, {"b_request_id": request_id}).scalar_one_or_none()
     return None if digest is None else bytes(digest)
 
 
@@ -463,7 +464,7 @@ class PolicyState(TransactionalStore):
         """:meth:`record`; with ``lease_now``, a new entry is appended only if this node
         holds the tenant's lease for it then, and the lease is released
         (:meth:`_take_up_lease`). A retry's place in the log is fixed: no lease needed."""
-        count, head = conn.execute(_HEAD_FOR_UPDATE).one()  # appends serialise here
+        count, head = run(conn, _HEAD_FOR_UPDATE).one()  # appends serialise here
         existing = _logged_digest(conn, entry.request_id)
         if existing is not None:
             if existing != entry.request_digest:
@@ -477,7 +478,8 @@ class PolicyState(TransactionalStore):
     def _append(conn: Connection, count: int, head: bytes, entry: HistoryEntry) -> bytes:
         """Append ``entry`` after entry ``count`` (chain head ``head``, the head row locked)."""
         new_head = chain_step(head, entry)
-        conn.execute(
+        run(
+            conn,
             _APPEND,
             {
                 "seq": count + 1,
@@ -492,7 +494,7 @@ class PolicyState(TransactionalStore):
                 "head": new_head,
             },
         )
-        conn.execute(_MOVE_HEAD, {"b_count": count + 1, "b_head": new_head})
+        run(conn, _MOVE_HEAD, {"b_count": count + 1, "b_head": new_head})
         return new_head
 
     def remember_heads(self, session: Session, heads: Mapping[int, HistoryHead]) -> None:
@@ -511,10 +513,10 @@ class PolicyState(TransactionalStore):
                 "b_request_digest": h.request_digest,
                 "b_signature": h.signature,
             }
-            if conn.execute(_MOVE_PEER_HEAD, values).rowcount == 1:
+            if run(conn, _MOVE_PEER_HEAD, values).rowcount == 1:
                 continue  # the usual case: a longer (or the same) log than last time
-            if conn.execute(_PEER_KNOWN, {"b_node_id": node_id}).first() is None:
-                conn.execute(_ADD_PEER_HEAD, {k[2:]: v for k, v in values.items()})
+            if run(conn, _PEER_KNOWN, {"b_node_id": node_id}).first() is None:
+                run(conn, _ADD_PEER_HEAD, {k[2:]: v for k, v in values.items()})
 
     def record_authorization(
         self, session: Session, authorization: Authorization, now: int
@@ -539,7 +541,7 @@ class PolicyState(TransactionalStore):
         """Extend the log in memory by the entries committed since it was last read (one
         statement; none when nothing was appended). Call with ``_log_lock`` held."""
         log = self._log
-        for row in conn.execute(_NEW_ENTRIES, {"b_after": log.count}).mappings():
+        for row in run(conn, _NEW_ENTRIES, {"b_after": log.count}).mappings():
             entry = _entry(row)
             if row["seq"] != log.count + 1 or row["head"] != chain_step(log.head, entry):
                 raise PolicyStateError(
@@ -571,18 +573,18 @@ class PolicyState(TransactionalStore):
 
     @staticmethod
     def _heads(conn: Connection) -> dict[int, HistoryHead]:
-        return {r["node_id"]: _head(r) for r in conn.execute(_PEER_HEADS).mappings()}
+        return {r["node_id"]: _head(r) for r in run(conn, _PEER_HEADS).mappings()}
 
     @staticmethod
     def _take_up_lease(conn: Connection, entry: HistoryEntry, now: int) -> None:
         """Release the held lease for ``entry`` (not yet recorded) or refuse."""
-        lease = conn.execute(_LEASE_FOR_UPDATE, {"b_request_id": entry.request_id}).first()
+        lease = run(conn, _LEASE_FOR_UPDATE, {"b_request_id": entry.request_id}).first()
         if lease is None or lease.request_digest != entry.request_digest:
             raise PolicyStateError(
                 "HISTORY_LEASE_MISSING", "this node gave no report for this request"
             )
         _check_held(lease.state, lease.expires_at, now)
-        conn.execute(_RELEASE_LEASE, {"b_request_id": entry.request_id})
+        run(conn, _RELEASE_LEASE, {"b_request_id": entry.request_id})
 
     def _prune(self, conn: Connection, now: int) -> None:
         """Drop the leases of requests that expired (nobody honest signs them then). At
@@ -592,7 +594,7 @@ class PolicyState(TransactionalStore):
             return
         limits = self._state.policy.document.limits
         oldest = now - limits.request_max_age_seconds - limits.clock_skew_seconds
-        conn.execute(_PRUNE_LEASES, {"b_oldest": oldest})
+        run(conn, _PRUNE_LEASES, {"b_oldest": oldest})
         self._pruned_at = now
 
     def _lease(self, conn: Connection, request: SigningRequest, digest: bytes, now: int) -> None:
@@ -603,19 +605,20 @@ class PolicyState(TransactionalStore):
             if logged != digest:
                 raise _reused(request.request_id)
             return  # already recorded: its place in the log is fixed
-        own = conn.execute(_LEASE_FOR_UPDATE, {"b_request_id": request.request_id}).first()
+        own = run(conn, _LEASE_FOR_UPDATE, {"b_request_id": request.request_id}).first()
         if own is not None:
             if own.request_digest != digest:
                 raise _reused(request.request_id)
             _check_held(own.state, own.expires_at, now)
             return
-        busy = conn.execute(_TENANT_BUSY, {"b_tenant": request.tenant, "b_now": now}).first()
+        busy = run(conn, _TENANT_BUSY, {"b_tenant": request.tenant, "b_now": now}).first()
         if busy is not None:
             raise PolicyStateError(
                 "HISTORY_LEASE_BUSY",
                 f"another request of this tenant holds the lease for {busy[0] - now} s",
             )
-        conn.execute(
+        run(
+            conn,
             _TAKE_LEASE,
             {
                 "request_id": request.request_id,
@@ -630,7 +633,7 @@ class PolicyState(TransactionalStore):
     def forfeit(self, request_id: str, digest: bytes) -> None:
         """The node refused ``request_id``: its held lease is lost (module docstring)."""
         with self.transaction() as s:
-            s.connection().execute(_FORFEIT_LEASE, {"b_request_id": request_id, "b_digest": digest})
+            run(s.connection(), _FORFEIT_LEASE, {"b_request_id": request_id, "b_digest": digest})
 
     def report(
         self,

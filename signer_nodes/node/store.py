@@ -33,6 +33,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from signer_nodes.db import TransactionalStore, utcnow
+from signer_nodes.prepared import run
 
 
 class Base(DeclarativeBase):
@@ -186,7 +187,7 @@ class NodeStore(TransactionalStore):
         refresh, a re-seal (``custody hsm rotate``) or a removal by another process is
         seen at once."""
         with self.engine.connect() as conn:
-            row = conn.execute(_READ_KEY, {"b_key_id": key_id}).one_or_none()
+            row = run(conn, _READ_KEY, {"b_key_id": key_id}).one_or_none()
         if row is None:
             raise StoreError("KEY_NOT_FOUND", f"this node holds no share of key {key_id}")
         return StoredKey(
@@ -241,12 +242,12 @@ class NodeStore(TransactionalStore):
         transaction, so history and consumption commit together or not at all."""
         with self.transaction() as s:
             conn = s.connection()
-            if conn.execute(_SIGNED, {"b_request_id": request_id}).first() is not None:
+            if run(conn, _SIGNED, {"b_request_id": request_id}).first() is not None:
                 raise StoreError(
                     "REQUEST_ALREADY_SIGNED",
                     f"request {request_id} was already signed by this node",
                 )
-            row = conn.execute(_POOL_ENTRY, {"b_nonce_id": nonce_id, "b_key_id": key_id}).first()
+            row = run(conn, _POOL_ENTRY, {"b_nonce_id": nonce_id, "b_key_id": key_id}).first()
             if row is None:
                 raise StoreError("NONCE_NOT_FOUND", f"no pool nonce {nonce_id} for key {key_id}")
             if row.state != "unused" or row.sealed_nonces is None:
@@ -256,7 +257,7 @@ class NodeStore(TransactionalStore):
                     "COMMITMENT_MISMATCH", "the package carries other commitments for this node"
                 )
             sealed = bytes(row.sealed_nonces)
-            result = conn.execute(_CONSUME, {"b_nonce_id": nonce_id, "b_request_id": request_id})
+            result = run(conn, _CONSUME, {"b_nonce_id": nonce_id, "b_request_id": request_id})
             if result.rowcount != 1:
                 raise StoreError(
                     "NONCE_ALREADY_USED", f"pool nonce {nonce_id} was consumed concurrently"
@@ -264,7 +265,8 @@ class NodeStore(TransactionalStore):
             share = compute_share(sealed)
             if record is not None:
                 record(s)
-            conn.execute(
+            run(
+                conn,
                 _ADD_RECORD,
                 {
                     "request_id": request_id,
