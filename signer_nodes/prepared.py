@@ -2,8 +2,9 @@
 
 The signing path runs a few dozen short statements per request in every process.
 For each, SQLAlchemy's execution (execution context, parameter and result
-metadata, events) costs two to four times what SQLite itself spends: 15-25 µs
-against 5-8 µs on this machine (``bench/sql_statements.py``). These statements
+metadata, events) costs three times what SQLite itself spends: a primary-key
+SELECT takes 17-19 µs through a session or connection and 4 µs in the driver
+(``python -m bench.sql_statements``; 6 µs through :func:`run`). These statements
 never change, so :func:`run` compiles each once per dialect and set of parameter
 names (as SQLAlchemy's own compiled cache does) and then only converts values:
 
