@@ -592,9 +592,8 @@ class Coordinator:
                     row.state = "FAILED"
                     row.error_code = status.code
                     row.error_message = status.detail or status.code
-                s.add(row)  # one INSERT with the state reached (the id is new: _intake)
-                s.flush()
-                s.expunge(row)
+                # one INSERT with the state reached (the id is new: _intake)
+                self.store.add_request(row, session=s)
         except _Refused as refused:
             return self._store_failed(row, refused.code, refused.message)
         if first is not None:
@@ -642,9 +641,7 @@ class Coordinator:
         row.state, row.error_code, row.error_message = "FAILED", code, message
         row.attempts = 0
         with self.store.transaction() as s:
-            s.add(row)
-            s.flush()
-            s.expunge(row)
+            self.store.add_request(row, session=s)
         return row
 
     def _decide_and_sign(self, row: SignatureRequestRow, key: KeyRow) -> SignatureRequestRow:

@@ -139,6 +139,13 @@ class PresignatureRow(Base):
 _REQUESTS = cast(Table, SignatureRequestRow.__table__)
 _REQUEST_KEY = (_REQUESTS.c.tenant == bindparam("t")) & (_REQUESTS.c.request_id == bindparam("rid"))
 _READ_REQUEST = select(_REQUESTS).where(_REQUEST_KEY)
+_ADD_REQUEST = insert(_REQUESTS)
+# The columns' scalar defaults, applied by add_request as the ORM would at a flush.
+_REQUEST_DEFAULTS = {
+    c.key: cast(Any, c.default).arg
+    for c in _REQUESTS.c
+    if c.default is not None and getattr(c.default, "is_scalar", False)
+}
 
 
 @functools.cache
@@ -358,6 +365,22 @@ class CoordinatorStore(TransactionalStore):
                     ids = tuple(int(x) for x in signers.split(","))
                     return row.presignature_id, ids, row.public
             return None
+
+    def add_request(self, row: SignatureRequestRow, *, session: Session) -> None:
+        """INSERT ``row``, a new request not in any session, in ``session``'s transaction:
+        one Core statement instead of a unit-of-work flush. Unset columns get their
+        defaults, set on ``row`` too (as a flush would)."""
+        now = utcnow()
+        values: dict[str, Any] = {}
+        for c in _REQUESTS.c:
+            value = getattr(row, c.key)
+            if value is None:
+                value = (
+                    now if c.key in ("created_at", "updated_at") else _REQUEST_DEFAULTS.get(c.key)
+                )
+                setattr(row, c.key, value)
+            values[c.key] = value
+        run(session, _ADD_REQUEST, values)
 
     def find_request(self, tenant: str, request_id: str) -> SignatureRequestRow | None:
         """The stored request, or ``None`` (one statement: asked for every request). The
