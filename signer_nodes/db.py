@@ -16,7 +16,7 @@ import datetime as dt
 import enum
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, Literal
+from typing import Literal
 
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine, make_url
@@ -56,35 +56,24 @@ class SchemaError(Exception):
         self.message = message
 
 
-def make_engine(
-    url: str, *, sqlite_timeout: float | None = None, power_loss_safe: bool = True
-) -> Engine:
+def make_engine(url: str, *, sqlite_timeout: float | None = None) -> Engine:
     """An engine with the pragmas every SQLite connection needs; ``sqlite_timeout``
-    (seconds) is how long a connection waits for another one's lock.
-
-    ``power_loss_safe=False`` makes an engine whose commits survive the process
-    crashing but not the machine (SQLite ``synchronous=NORMAL`` in WAL mode,
-    PostgreSQL ``synchronous_commit=off``): they return without waiting for the disk.
-    Only for writes whose loss can refuse a later step but never allow one; see
-    :meth:`TransactionalStore.crash_safe_transaction`."""
-    connect_args: dict[str, Any] = {}
+    (seconds) is how long a connection waits for another one's lock."""
+    connect_args: dict[str, float] = {}
     sqlite = make_url(url).get_backend_name() == "sqlite"
     if sqlite_timeout is not None and sqlite:
         connect_args["timeout"] = sqlite_timeout
-    if not power_loss_safe and not sqlite:
-        connect_args["options"] = "-c synchronous_commit=off"
     # A server connection can drop (PostgreSQL restarts): ping it before use. A SQLite
     # connection is a file handle in this process; pinging it costs a query per
     # transaction and finds nothing.
     engine = create_engine(url, pool_pre_ping=not sqlite, connect_args=connect_args)
     if engine.dialect.name == "sqlite":
-        synchronous = "FULL" if power_loss_safe else "NORMAL"
 
         @event.listens_for(engine, "connect")
         def _pragmas(conn, _record):  # type: ignore[no-untyped-def]
             cur = conn.cursor()
             cur.execute("PRAGMA journal_mode=WAL")
-            cur.execute(f"PRAGMA synchronous={synchronous}")
+            cur.execute("PRAGMA synchronous=FULL")
             cur.execute("PRAGMA foreign_keys=ON")
             cur.close()
 
@@ -121,27 +110,12 @@ class TransactionalStore:
 
     def __init__(self, url: str, role: RoleName) -> None:
         ensure_schema(url, role)
-        self.url = url
         self.engine = make_engine(url)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
-        self._crash_safe: sessionmaker[Session] | None = None
 
     @contextmanager
     def transaction(self) -> Iterator[Session]:
         with self._sessions.begin() as session:
-            yield session
-
-    @contextmanager
-    def crash_safe_transaction(self) -> Iterator[Session]:
-        """A transaction whose commit survives this process crashing (kill -9) but may
-        be lost if the machine loses power before the database's next full sync: it
-        does not wait for the disk. For writes whose loss can only refuse a later step,
-        never allow one (a node's lease: without it, the share it covers is refused).
-        Its commit is made durable by any later ordinary commit."""
-        if self._crash_safe is None:
-            engine = make_engine(self.url, power_loss_safe=False)
-            self._crash_safe = sessionmaker(engine, expire_on_commit=False)
-        with self._crash_safe.begin() as session:
             yield session
 
     @contextmanager

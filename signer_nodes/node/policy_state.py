@@ -22,8 +22,7 @@ under their own metadata: ``policy_versions``, ``policy_history``, ``policy_hist
 ``policy_peer_heads``, ``policy_leases``.
 
 Leases (``policy.exchange``, "Leases"): before the node gives a history report for a
-request it takes its tenant's lease for that request, in a committed transaction
-(crash-safe, not waiting for the disk: :meth:`PolicyState.report`); it
+request it takes its tenant's lease for that request, in a committed transaction; it
 records (and so contributes to) a request of a tenant only while it holds that tenant's
 lease for it, in the recording transaction, which releases the lease. A lease that ran out
 is lost for good for its request (``HISTORY_LEASE_LOST``); another request of the tenant
@@ -648,14 +647,11 @@ class PolicyState(TransactionalStore):
         report for it (``policy.exchange`` step 1 and "Leases"): the log suffix covering
         the active policy's longest velocity window, without the entries up to
         ``held_end`` that the asker says it holds. The lease is committed before the
-        report exists, in a crash-safe transaction: it survives the node process
-        crashing, and a power loss that drops it only makes the node refuse the share
-        for the request (``HISTORY_LEASE_MISSING``: it no longer holds the lease its
-        report stood on), so the commit does not wait for the disk. Raises
-        ``REQUEST_ID_REUSED``, ``HISTORY_LEASE_BUSY``, ``HISTORY_LEASE_LOST``. The
-        caller checks the request first (:func:`policy.authorize.check_reportable`)."""
+        report exists. Raises ``REQUEST_ID_REUSED``, ``HISTORY_LEASE_BUSY``,
+        ``HISTORY_LEASE_LOST``. The caller checks the request first
+        (:func:`policy.authorize.check_reportable`)."""
         digest = request_digest(request)
-        with self.crash_safe_transaction() as s:
+        with self.transaction() as s:
             conn = s.connection()
             self._lease(conn, request, digest, now)
             # The log as this transaction sees it: committed entries only (it appends

@@ -116,25 +116,3 @@ def test_leases_outlive_restarts_and_are_pruned_when_the_request_expires(
     with reopened.transaction() as s:
         assert s.get(LeaseRow, r.request_id) is None
         assert s.get(LeaseRow, fresh.request_id) is not None
-
-
-def test_the_lease_commit_is_crash_safe_and_its_loss_only_refuses(state: PolicyState) -> None:
-    """A report's lease commits without waiting for the disk (it survives the process,
-    not a power loss). A power loss that drops it leaves a node without the lease its
-    report stood on: the record is refused, nothing is signed on a stale report."""
-    if state.engine.dialect.name == "sqlite":
-        with state.crash_safe_transaction() as s:
-            assert s.connection().exec_driver_sql("PRAGMA synchronous").scalar() == 1  # NORMAL
-        with state.transaction() as s:
-            assert s.connection().exec_driver_sql("PRAGMA synchronous").scalar() == 2  # FULL
-    else:
-        with state.crash_safe_transaction() as s:
-            assert s.connection().exec_driver_sql("SHOW synchronous_commit").scalar() == "off"
-        with state.transaction() as s:
-            assert s.connection().exec_driver_sql("SHOW synchronous_commit").scalar() == "on"
-    first = req(request_id="r-1")
-    report(state, first)
-    with state.transaction() as s:  # what a power loss before the next sync can undo
-        s.query(LeaseRow).filter_by(request_id="r-1").delete()
-    assert refused(record, state, first) == "HISTORY_LEASE_MISSING"
-    assert state.log().count == 0
