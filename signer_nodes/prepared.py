@@ -18,7 +18,9 @@ names (as SQLAlchemy's own compiled cache does) and then only converts values:
   transaction, which SQLAlchemy still begins, commits or rolls back;
 - a driver error is raised as SQLAlchemy raises it (``IntegrityError``,
   ``OperationalError``...), and a lost server connection is invalidated, so
-  callers catch the same exceptions either way.
+  callers catch the same exceptions either way;
+- unlike ``Session.execute`` it does not autoflush: callers pass it a session with
+  no pending ORM changes to the tables it reads.
 """
 
 from __future__ import annotations
@@ -101,7 +103,7 @@ def _mapping(row: Any) -> dict[str, Any]:
     return dict(zip(row.KEYS, row, strict=True))
 
 
-_plans: dict[tuple[int, str, frozenset[str]], _Plan | None] = {}
+_plans: dict[tuple[int, type, str, frozenset[str]], _Plan | None] = {}
 _plans_lock = threading.Lock()
 
 
@@ -112,7 +114,8 @@ def run(
     conn = on.connection() if isinstance(on, Session) else on
     params = params or {}
     dialect = conn.dialect
-    key = (id(statement), dialect.name, frozenset(params))
+    # drivers of one database differ in parameter style and casts: the key names both
+    key = (id(statement), type(dialect), dialect.paramstyle, frozenset(params))
     plan = _plans.get(key, _MISSING)
     if plan is _MISSING:
         plan = _compile(statement, dialect, params)
@@ -124,8 +127,11 @@ def run(
         return Rows(rows, result.rowcount if not result.returns_rows else len(rows))
     assert isinstance(plan, _Plan)
     values = {n: params[n] if n in params else plan.defaults[n] for n in plan.names}
-    for name, process in plan.bind.items():
-        values[name] = process(values[name])
+    try:
+        for name, process in plan.bind.items():
+            values[name] = process(values[name])
+    except Exception as exc:  # a value its column's type cannot take, as SQLAlchemy reports it
+        raise sa_exc.StatementError(str(exc), plan.sql, values, exc) from exc
     bound: Sequence[Any] | Mapping[str, Any] = (
         values if plan.order is None else tuple(values[n] for n in plan.order)
     )

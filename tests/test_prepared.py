@@ -109,3 +109,10 @@ def test_a_statement_needing_python_defaults_is_left_to_sqlalchemy(engine: Engin
 def test_a_missing_required_value_is_refused(engine: Engine) -> None:
     with pytest.raises(exc.StatementError), engine.connect() as conn:
         run(conn, READ, {})
+
+
+def test_a_value_its_type_cannot_take_is_a_statement_error(engine: Engine) -> None:
+    with pytest.raises(exc.StatementError), engine.begin() as conn:
+        run(conn, ADD, {**ROW, "created_at": "yesterday"})
+    with engine.connect() as conn:
+        assert run(conn, READ, {"b_id": "a"}).first() is None
