@@ -7,10 +7,12 @@ every process gets its own fresh PostgreSQL database.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import secrets
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -42,8 +44,15 @@ def _postgres_env(config: ClusterConfig) -> dict[str, str]:
 
 
 class RunningCluster:
-    def __init__(self, root: Path) -> None:
+    """A 3-node cluster with the test tenants; ``settings`` replace fields of its
+    ``custody.json`` (``nonce_pool_target=...``). As a context manager it runs the
+    cluster for the ``with`` block."""
+
+    def __init__(self, root: Path, **settings: Any) -> None:
         self.config = init_cluster(root, 3, 2, TENANTS)
+        if settings:
+            self.config = dataclasses.replace(self.config, **settings)
+            self.config.save()
         self.env = _postgres_env(self.config)
         self.metrics_address = f"127.0.0.1:{free_port()}"
         self.env["CUSTODY_METRICS_ADDRESS"] = self.metrics_address
@@ -53,17 +62,24 @@ class RunningCluster:
     def client(self, tenant: str = "acme") -> CustodyClient:
         return CustodyClient.from_data_dir(self.config.data_dir, tenant)
 
+    def stop(self) -> None:
+        """Stop every process and drop the environment this cluster set."""
+        self.cluster.stop()
+        for var in self.env:
+            os.environ.pop(var, None)
+
+    def __enter__(self) -> RunningCluster:
+        self.cluster.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.stop()
+
 
 @pytest.fixture(scope="module")
 def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningCluster]:
-    rc = RunningCluster(tmp_path_factory.mktemp("cluster") / "data")
-    rc.cluster.start()
-    try:
+    with RunningCluster(tmp_path_factory.mktemp("cluster") / "data") as rc:
         yield rc
-    finally:
-        rc.cluster.stop()
-        for var in rc.env:
-            os.environ.pop(var, None)
 
 
 @pytest.fixture(scope="module")

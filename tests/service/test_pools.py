@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import dataclasses
-import os
 from collections.abc import Iterator
 
 import pytest
 from nacl.signing import VerifyKey
 
-from custody.cluster import Cluster
 from custody.coordinator.store import CoordinatorStore
 from signer_nodes.node.service import MAX_NONCES_PER_CALL
 from tests.service.conftest import RunningCluster
@@ -19,17 +16,9 @@ TARGET = MAX_NONCES_PER_CALL + 44
 
 @pytest.fixture(scope="module")
 def big_pools(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningCluster]:
-    rc = RunningCluster(tmp_path_factory.mktemp("pools") / "data")
-    rc.config = dataclasses.replace(rc.config, nonce_pool_target=TARGET)
-    rc.config.save()
-    rc.cluster = Cluster(rc.config, env=rc.env)
-    rc.cluster.start()
-    try:
+    root = tmp_path_factory.mktemp("pools") / "data"
+    with RunningCluster(root, nonce_pool_target=TARGET) as rc:
         yield rc
-    finally:
-        rc.cluster.stop()
-        for var in rc.env:
-            os.environ.pop(var, None)
 
 
 def test_a_pool_target_above_one_batch_is_filled_and_signs(big_pools: RunningCluster) -> None:

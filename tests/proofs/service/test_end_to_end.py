@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -141,9 +140,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         yield World(running, root, out, result, service_key, f"127.0.0.1:{port}")
     finally:
         server.stop(None)
-        running.cluster.stop()
-        for var in running.env:
-            os.environ.pop(var, None)
+        running.stop()
 
 
 def test_snapshot_is_published_with_threshold_proof_of_control(world: World) -> None:

@@ -218,9 +218,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
             service_key.public_key.hex(),
         )
     finally:
-        running.cluster.stop()
-        for var in running.env:
-            os.environ.pop(var, None)
+        running.stop()
 
 
 # -- the snapshot at the cut-off ----------------------------------------------------------
