@@ -633,7 +633,7 @@ class PolicyState(TransactionalStore):
     def forfeit(self, request_id: str, digest: bytes) -> None:
         """The node refused ``request_id``: its held lease is lost (module docstring)."""
         with self.transaction() as s:
-            run(s.connection(), _FORFEIT_LEASE, {"b_request_id": request_id, "b_digest": digest})
+            run(s, _FORFEIT_LEASE, {"b_request_id": request_id, "b_digest": digest})
 
     def report(
         self,
