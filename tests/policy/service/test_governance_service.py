@@ -135,6 +135,38 @@ def test_approvers_approve_pending_requests_per_tenant(served: Served) -> None:
     assert [c.state for c in changed] == ["APPROVED", "REJECTED"]
 
 
+def test_a_call_about_one_request_must_name_its_tenant(served: Served) -> None:
+    """The coordinator's certificate may act for any tenant, so it must name one; a
+    tenant's certificate names its own by leaving the field empty."""
+    ini = load_private_key(initiator_key_path(served.files.root, "acme-initiator"))
+    request = SigningRequest(
+        request_id="pay-2",
+        tenant="acme",
+        initiator="acme-initiator",
+        key_id="acme-key-1",
+        request_type=RequestType.TRANSFER,
+        chain="ethereum",
+        asset="ETH",
+        destination="0x" + "ab" * 20,
+        amount=5 * 10**18,
+        payload=b"\x02tx",
+        created_at=int(time.time()),
+    )
+    served.gov.approvals.register(request, sign_request(ini, "acme-initiator", request))
+    required = ("TENANT_REQUIRED", grpc.StatusCode.INVALID_ARGUMENT)
+    with GovernanceClient.from_data_dir(served.data_dir) as c:
+        assert reason(c.decision, "", "pay-2") == required
+        approver = load_private_key(approver_key_path(served.files.root, "acme-approver-1"))
+        assert reason(c.decide, "", "pay-2", "acme-approver-1", approver) == required
+        cancel = pb.CancelRequestRequest(request_id="pay-2", initiator="acme-initiator")
+        assert reason(c.stub.CancelRequest, cancel) == required
+        # nothing was recorded: the request still waits, with no approval
+        still = c.decision("acme", "pay-2")
+        assert still.state == pb.REQUEST_STATE_PENDING_APPROVAL and not still.approvals
+    with GovernanceClient.from_data_dir(served.data_dir, "acme") as acme:
+        assert acme.decision("", "pay-2").request.request_id == "pay-2"
+
+
 def test_audit_export_is_for_the_coordinator_and_verifies(served: Served) -> None:
     with GovernanceClient.from_data_dir(served.data_dir, "acme") as acme:
         assert reason(acme.export_audit)[0] == "AUDIT_FORBIDDEN"
