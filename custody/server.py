@@ -30,7 +30,7 @@ from custody.por.service import SERVICE_NAME as PROOF_SERVICE
 from custody.por.service import add_proof_service
 from signer_nodes.db import SchemaError
 from signer_nodes.node.policy_state import PolicyStateError
-from signer_nodes.serving import serve_mtls
+from signer_nodes.serving import freeze_startup_heap, serve_mtls
 
 SERVICE_NAME = custody_pb2.DESCRIPTOR.services_by_name["CustodyService"].full_name
 MAX_REQUEST_BYTES = 1 << 20
@@ -86,6 +86,7 @@ def main(argv: list[str] | None = None) -> int:
         log.error("coordinator_start_refused", code=str(exc.code), error=str(exc))
         print(f"error {exc.code}: {exc}", file=sys.stderr, flush=True)
         return 3
+    frozen = freeze_startup_heap()
     server.start()
     coordinator.background.submit(coordinator.push_policy)
     coordinator.resume()
@@ -93,7 +94,12 @@ def main(argv: list[str] | None = None) -> int:
     metrics_address = config.metrics_address or os.environ.get("CUSTODY_METRICS_ADDRESS")
     if metrics_address:
         log.info("metrics_serving", address=metrics_address, port=metrics.serve(metrics_address))
-    log.info("coordinator_serving", address=config.coordinator_address, port=port)
+    log.info(
+        "coordinator_serving",
+        address=config.coordinator_address,
+        port=port,
+        frozen_objects=frozen,
+    )
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())

@@ -4,6 +4,8 @@ reflection for the named service."""
 
 from __future__ import annotations
 
+import gc
+
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
@@ -40,3 +42,18 @@ def serve_mtls(
     for name in (service_name, *extra_services):
         health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     return port
+
+
+def freeze_startup_heap() -> int:
+    """Leave what the process built before serving out of every later garbage collection.
+
+    A full (generation 2) collection visits every tracked object. In a started node or
+    coordinator that is several hundred thousand objects (modules, protobuf descriptors,
+    SQLAlchemy metadata, the HSM session), all alive for the life of the process, so each
+    full collection stalls every thread for 100-200 ms on this kind of host. Collecting
+    once and then freezing the survivors (``gc.freeze``, a permanent generation the
+    collector skips) makes later full collections visit only what requests left behind.
+    Call it once, just before the server starts. Returns the number of frozen objects."""
+    gc.collect()
+    gc.freeze()
+    return gc.get_freeze_count()

@@ -44,7 +44,7 @@ from signer_nodes.node.policy_state import PolicyState, PolicyStateError
 from signer_nodes.node.sealing import HsmSealer, SealingError
 from signer_nodes.node.service import NodeServicer
 from signer_nodes.node.store import NodeStore
-from signer_nodes.serving import serve_mtls
+from signer_nodes.serving import freeze_startup_heap, serve_mtls
 from signer_nodes.wire.identity import NodeIdentity
 
 SERVICE_NAME = node_pb2.DESCRIPTOR.services_by_name["NodeService"].full_name
@@ -190,8 +190,15 @@ def main(argv: list[str] | None = None) -> int:
         log.error("node_start_refused", node_id=args.node, code=code, error=message)
         print(f"error {code}: {message}", file=sys.stderr, flush=True)
         return EXIT_REFUSED
+    frozen = freeze_startup_heap()
     server.start()
-    log.info("node_serving", node_id=args.node, address=config.node(args.node).address, port=port)
+    log.info(
+        "node_serving",
+        node_id=args.node,
+        address=config.node(args.node).address,
+        port=port,
+        frozen_objects=frozen,
+    )
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
