@@ -11,7 +11,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from custody._pb.custody.governance.v1 import governance_pb2 as pb
-from custody.governance.approvals import RequestStatus
+from custody.governance.approvals import RequestStatus, sign_cancellation
 from custody.governance.client import ClientCheckFailed, GovernanceClient, version_of
 from custody.governance.genesis import (
     approver_key_path,
@@ -22,7 +22,13 @@ from custody.governance.keys import load_private_key, load_public_key
 from custody.pki import CertificateAuthority
 from policy.audit import import_jsonl, verify_chain
 from policy.governance import PolicyVersion
-from policy.request import ApprovalDecision, RequestType, SigningRequest, sign_request
+from policy.request import (
+    ApprovalDecision,
+    RequestType,
+    SigningRequest,
+    sign_approval,
+    sign_request,
+)
 from signer_nodes.grpc_errors import reason_of
 from signer_nodes.node.policy_state import PolicyState
 from tests.policy.service.conftest import Served
@@ -136,8 +142,10 @@ def test_approvers_approve_pending_requests_per_tenant(served: Served) -> None:
 
 
 def test_a_call_about_one_request_must_name_its_tenant(served: Served) -> None:
-    """The coordinator's certificate may act for any tenant, so it must name one; a
-    tenant's certificate names its own by leaving the field empty."""
+    """The coordinator's certificate may act for any tenant, so every call about one
+    request (GetRequestDecision, Approve/RejectRequest, CancelRequest) must name one, even
+    when the rest of the call is valid and signed; a tenant's certificate names its own by
+    leaving the field empty."""
     ini = load_private_key(initiator_key_path(served.files.root, "acme-initiator"))
     request = SigningRequest(
         request_id="pay-2",
@@ -154,11 +162,36 @@ def test_a_call_about_one_request_must_name_its_tenant(served: Served) -> None:
     )
     served.gov.approvals.register(request, sign_request(ini, "acme-initiator", request))
     required = ("TENANT_REQUIRED", grpc.StatusCode.INVALID_ARGUMENT)
+    approver = load_private_key(approver_key_path(served.files.root, "acme-approver-1"))
     with GovernanceClient.from_data_dir(served.data_dir) as c:
         assert reason(c.decision, "", "pay-2") == required
-        approver = load_private_key(approver_key_path(served.files.root, "acme-approver-1"))
-        assert reason(c.decide, "", "pay-2", "acme-approver-1", approver) == required
-        cancel = pb.CancelRequestRequest(request_id="pay-2", initiator="acme-initiator")
+        version = c.decision("acme", "pay-2").policy_version_id
+        expires_at = int(time.time()) + 3600
+        for decision, call in (
+            (ApprovalDecision.APPROVE, c.stub.ApproveRequest),
+            (ApprovalDecision.REJECT, c.stub.RejectRequest),
+        ):
+            signed = sign_approval(
+                approver,
+                approver="acme-approver-1",
+                request=request,
+                decision=decision,
+                expires_at=expires_at,
+                policy_version_id=version,
+            )
+            message = pb.DecideRequestRequest(
+                request_id="pay-2",
+                approver="acme-approver-1",
+                expires_at=expires_at,
+                policy_version_id=version,
+                signature=signed.signature,
+            )
+            assert reason(call, message) == required
+        cancel = pb.CancelRequestRequest(
+            request_id="pay-2",
+            initiator="acme-initiator",
+            signature=sign_cancellation(ini, "acme-initiator", request),
+        )
         assert reason(c.stub.CancelRequest, cancel) == required
         # nothing was recorded: the request still waits, with no approval
         still = c.decision("acme", "pay-2")
