@@ -87,9 +87,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error {exc.code}: {exc}", file=sys.stderr, flush=True)
         return 3
     frozen = freeze_startup_heap()
+    # Settle what a previous run left before any call is accepted: once the server starts,
+    # health says SERVING, and a key generation started then must not be taken for one
+    # the restart interrupted.
+    coordinator.resume()
     server.start()
     coordinator.background.submit(coordinator.push_policy)
-    coordinator.resume()
     coordinator.start_health_monitor()
     metrics_address = config.metrics_address or os.environ.get("CUSTODY_METRICS_ADDRESS")
     if metrics_address:
