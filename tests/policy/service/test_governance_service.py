@@ -49,6 +49,24 @@ def renamed(document: bytes, name: str) -> bytes:
     return document.replace(b'"name": "starter"', f'"name": "{name}"'.encode(), 1)
 
 
+def acme_transfer(request_id: str) -> SigningRequest:
+    """An acme transfer of 5 ETH: above the starter policy's 1 ETH, so it waits for the
+    treasury's approval."""
+    return SigningRequest(
+        request_id=request_id,
+        tenant="acme",
+        initiator="acme-initiator",
+        key_id="acme-key-1",
+        request_type=RequestType.TRANSFER,
+        chain="ethereum",
+        asset="ETH",
+        destination="0x" + "ab" * 20,
+        amount=5 * 10**18,
+        payload=b"\x02tx",
+        created_at=int(time.time()),
+    )
+
+
 def test_officers_reach_quorum_and_nodes_accept_the_push(tmp_path: Path, served: Served) -> None:
     doc = renamed(served.files.document.read_bytes(), "second")
     with GovernanceClient.from_data_dir(served.data_dir) as c:
@@ -104,19 +122,7 @@ def test_rollback_and_history(served: Served) -> None:
 
 def test_approvers_approve_pending_requests_per_tenant(served: Served) -> None:
     ini = load_private_key(initiator_key_path(served.files.root, "acme-initiator"))
-    request = SigningRequest(
-        request_id="pay-1",
-        tenant="acme",
-        initiator="acme-initiator",
-        key_id="acme-key-1",
-        request_type=RequestType.TRANSFER,
-        chain="ethereum",
-        asset="ETH",
-        destination="0x" + "ab" * 20,
-        amount=5 * 10**18,  # above the starter policy's 1 ETH: needs the treasury
-        payload=b"\x02tx",
-        created_at=int(time.time()),
-    )
+    request = acme_transfer("pay-1")
     changed: list[RequestStatus] = []
     served.gov.approvals.on_request_changed = changed.append
     st = served.gov.approvals.register(request, sign_request(ini, "acme-initiator", request))
@@ -147,19 +153,7 @@ def test_a_call_about_one_request_must_name_its_tenant(served: Served) -> None:
     when the rest of the call is valid and signed; a tenant's certificate names its own by
     leaving the field empty."""
     ini = load_private_key(initiator_key_path(served.files.root, "acme-initiator"))
-    request = SigningRequest(
-        request_id="pay-2",
-        tenant="acme",
-        initiator="acme-initiator",
-        key_id="acme-key-1",
-        request_type=RequestType.TRANSFER,
-        chain="ethereum",
-        asset="ETH",
-        destination="0x" + "ab" * 20,
-        amount=5 * 10**18,
-        payload=b"\x02tx",
-        created_at=int(time.time()),
-    )
+    request = acme_transfer("pay-2")
     served.gov.approvals.register(request, sign_request(ini, "acme-initiator", request))
     required = ("TENANT_REQUIRED", grpc.StatusCode.INVALID_ARGUMENT)
     approver = load_private_key(approver_key_path(served.files.root, "acme-approver-1"))
