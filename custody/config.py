@@ -54,6 +54,15 @@ class ClusterConfig:
     presignature_pool_target: int = 8
     # host:port of the coordinator's Prometheus exporter (plain HTTP); None: not served.
     metrics_address: str | None = None
+    # Where the coordinator's API binds when that is not where clients dial it (a
+    # container binds 0.0.0.0 while clients on its host dial the published port at
+    # localhost, custody/compose_config.py); None: it binds ``coordinator_address``.
+    coordinator_listen_address: str | None = None
+
+    @property
+    def coordinator_bind_address(self) -> str:
+        """host:port the coordinator's API server binds."""
+        return self.coordinator_listen_address or self.coordinator_address
 
     # -- paths ---------------------------------------------------------------
 
@@ -100,7 +109,12 @@ class ClusterConfig:
             "format": FORMAT,
             "threshold": self.threshold,
             "coordinator": {"address": self.coordinator_address}
-            | ({"metrics_address": self.metrics_address} if self.metrics_address else {}),
+            | ({"metrics_address": self.metrics_address} if self.metrics_address else {})
+            | (
+                {"listen_address": self.coordinator_listen_address}
+                if self.coordinator_listen_address
+                else {}
+            ),
             "nonce_pool_target": self.nonce_pool_target,
             "presignature_pool_target": self.presignature_pool_target,
             "nodes": [
@@ -154,6 +168,11 @@ class ClusterConfig:
                 nonce_pool_target=int(raw.get("nonce_pool_target", 16)),
                 presignature_pool_target=int(raw.get("presignature_pool_target", 8)),
                 metrics_address=raw["coordinator"].get("metrics_address"),
+                coordinator_listen_address=(
+                    None
+                    if raw["coordinator"].get("listen_address") is None
+                    else str(raw["coordinator"]["listen_address"])
+                ),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ConfigError(f"{path}: missing or malformed field ({exc})") from None

@@ -64,7 +64,7 @@ def build_server(config: ClusterConfig) -> tuple[grpc.Server, Coordinator, int]:
     port = serve_mtls(
         server,
         SERVICE_NAME,
-        config.coordinator_address,
+        config.coordinator_bind_address,
         key=(cdir / "server.key").read_bytes(),
         cert=(cdir / "server.pem").read_bytes(),
         ca=config.ca_cert.read_bytes(),
@@ -99,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
         log.info("metrics_serving", address=metrics_address, port=metrics.serve(metrics_address))
     log.info(
         "coordinator_serving",
-        address=config.coordinator_address,
+        address=config.coordinator_bind_address,
         port=port,
         frozen_objects=frozen,
     )
