@@ -10,6 +10,8 @@ refused it (no certificate names ``0.0.0.0``)."""
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -53,43 +55,39 @@ def test_usage_error() -> None:
     assert compose_config.main([]) == 2
 
 
-def test_coordinator_binds_its_listen_address_and_clients_dial_its_address(
-    data_dir: Path,
-) -> None:
+@contextmanager
+def coordinator_at(data_dir: Path, address: str, listen_address: str) -> Iterator[int]:
+    """The coordinator's server, built from a ``custody.json`` with these addresses and
+    started; yields the port it bound."""
     from custody.server import build_server
 
-    port = free_port()
     raw = json.loads((data_dir / "custody.json").read_text())
-    raw["coordinator"]["address"] = f"localhost:{port}"
-    raw["coordinator"]["listen_address"] = f"0.0.0.0:{port}"
+    raw["coordinator"]["address"] = address
+    raw["coordinator"]["listen_address"] = listen_address
     (data_dir / "custody.json").write_text(json.dumps(raw))
-    config = ClusterConfig.load(data_dir)
-    server, coordinator, bound = build_server(config)
+    server, coordinator, bound = build_server(ClusterConfig.load(data_dir))
     server.start()
     try:
-        assert bound == port
-        with CustodyClient.from_data_dir(data_dir) as client:  # dials localhost:<port>
-            assert client.list_keys() == []
+        yield bound
     finally:
         server.stop(grace=None).wait()
         coordinator.close()
         structlog.reset_defaults()
+
+
+def test_coordinator_binds_its_listen_address_and_clients_dial_its_address(
+    data_dir: Path,
+) -> None:
+    port = free_port()
+    with coordinator_at(data_dir, f"localhost:{port}", f"0.0.0.0:{port}") as bound:
+        assert bound == port
+        with CustodyClient.from_data_dir(data_dir) as client:  # dials localhost:<port>
+            assert client.list_keys() == []
 
 
 def test_the_listen_address_is_what_the_coordinator_binds(data_dir: Path) -> None:
     """A published port other than the container's (``"6000:50051"``): the server binds
     ``listen_address``'s port, not ``address``'s."""
-    from custody.server import build_server
-
     inside, published = free_port(), free_port()
-    raw = json.loads((data_dir / "custody.json").read_text())
-    raw["coordinator"]["address"] = f"localhost:{published}"
-    raw["coordinator"]["listen_address"] = f"127.0.0.1:{inside}"
-    (data_dir / "custody.json").write_text(json.dumps(raw))
-    server, coordinator, bound = build_server(ClusterConfig.load(data_dir))
-    try:
+    with coordinator_at(data_dir, f"localhost:{published}", f"127.0.0.1:{inside}") as bound:
         assert bound == inside != published
-    finally:
-        server.stop(grace=None).wait()
-        coordinator.close()
-        structlog.reset_defaults()
